@@ -1,0 +1,83 @@
+"""Applying one-record operators to a batch: vmap over records, fused into one function."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from feedax._context import BATCH_AXIS, RecordContext
+from feedax._operator import Operator
+
+
+def apply_batch(
+    graphdef: nnx.GraphDef[Any],
+    state: nnx.State,
+    batch: dict[str, jax.Array],
+    epoch: jax.Array,
+    indices: jax.Array,
+    valid: jax.Array,
+) -> tuple[dict[str, jax.Array], nnx.State]:
+    """Applies the operators to each record of ``batch`` (vmapped); returns the new op state.
+
+    State the operators write (running statistics) must be the same for every record,
+    i.e. computed with collectives over ``BATCH_AXIS``; vmap rejects anything else.
+    """
+
+    def one(state: nnx.State, record: dict[str, jax.Array], index: jax.Array, ok: jax.Array) -> Any:
+        operators = nnx.merge(graphdef, state)
+        ctx = RecordContext(epoch, index, ok)
+        for op in operators:
+            record = op(record, ctx)
+        return record, nnx.state(operators)
+
+    vmapped = jax.vmap(one, in_axes=(None, 0, 0, 0), out_axes=(0, None), axis_name=BATCH_AXIS)
+    return vmapped(state, batch, indices, valid)
+
+
+apply_jit = jax.jit(apply_batch, static_argnums=0)
+"""`apply_batch` compiled once per (operators' graph, batch shapes)."""
+
+
+def apply_operators(
+    operators: Operator | Sequence[Operator],
+    batch: dict[str, Any],
+    *,
+    indices: Any,
+    epoch: int | jax.Array = 0,
+    valid: Any = None,
+) -> dict[str, jax.Array]:
+    """Applies operators to a batch exactly as a pipeline does, updating them in place.
+
+    Each record is transformed with its own key from (operator stream, ``epoch``, its
+    index). Differentiable; in train mode running statistics are updated. Use it inside
+    ``nnx.grad`` / ``nnx.jit`` for learned preprocessing, or to test an operator.
+
+    Args:
+      operators: one operator or a sequence, applied in order.
+      batch: field -> array with a leading batch axis.
+      indices: the records' indices in their source (their identity), shape ``(B,)``.
+      epoch: the epoch whose random draws to use.
+      valid: optional bool mask of real (non-padding) records, shape ``(B,)``.
+
+    Example:
+      >>> import jax.numpy as jnp, feedax as fx
+      >>> from flax import nnx
+      >>> flip = fx.RandomFlip(p=1.0, rngs=nnx.Rngs(augment=0))
+      >>> out = fx.apply_operators(flip, {"image": jnp.arange(2.0).reshape(1, 1, 2, 1)},
+      ...                          indices=jnp.arange(1))
+      >>> out["image"].ravel().tolist()
+      [1.0, 0.0]
+    """
+    ops = nnx.List([operators] if isinstance(operators, Operator) else list(operators))
+    indices = jnp.asarray(indices, jnp.int32)
+    valid = jnp.ones(indices.shape, jnp.bool_) if valid is None else jnp.asarray(valid, jnp.bool_)
+    graphdef, state = nnx.split(ops)
+    out, new_state = apply_jit(
+        graphdef, state, dict(batch), jnp.asarray(epoch, jnp.int32), indices, valid
+    )
+    nnx.update(ops, new_state)
+    return out

@@ -1,0 +1,1 @@
+"""Operators implemented in feedax; the public names live in ``feedax``."""

@@ -1,0 +1,87 @@
+"""A bounded read-ahead: run an iterator in a background thread, ``depth`` items ahead."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Any, Generic, TypeVar, cast
+
+T = TypeVar("T")
+
+_DONE = object()
+
+
+class Prefetcher(Generic[T]):
+    """Iterates ``items`` in a daemon thread, keeping at most ``depth`` results ready.
+
+    An exception raised by ``items`` is re-raised in the consumer, in order, after the
+    items produced before it. Closing (or leaving the ``with`` block) stops the thread
+    promptly, so an abandoned iteration never hangs. With ``depth == 0`` the items are
+    produced synchronously in the consumer's thread.
+
+    Example:
+      >>> with Prefetcher(iter(range(3)), depth=2) as items:
+      ...     list(items)
+      [0, 1, 2]
+    """
+
+    def __init__(self, items: Iterator[T], depth: int):
+        self._items = items
+        self._depth = depth
+        self._stop = threading.Event()
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=max(depth, 1))
+        self._thread: threading.Thread | None = None
+        if depth > 0:
+            self._thread = threading.Thread(target=self._produce, daemon=True, name="feedax")
+            self._thread.start()
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self) -> None:
+        try:
+            for item in self._items:
+                if not self._put((item, None)):
+                    return
+        except BaseException as error:  # forwarded to the consumer, re-raised there
+            self._put((None, error))
+            return
+        self._put((_DONE, None))
+
+    def __iter__(self) -> Iterator[T]:
+        return self
+
+    def __next__(self) -> T:
+        if self._thread is None:
+            return next(self._items)
+        item, error = cast(tuple[Any, BaseException | None], self._queue.get())
+        if error is not None:
+            self.close()
+            raise error
+        if item is _DONE:
+            self.close()
+            raise StopIteration
+        return cast(T, item)
+
+    def close(self) -> None:
+        """Stops the producer thread and drops what it had read ahead."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            while self._thread.is_alive():
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    self._thread.join(timeout=0.05)
+
+    def __enter__(self) -> Prefetcher[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,115 @@
+"""Every bad input is rejected with a message that names what, where, and the fix."""
+
+import numpy as np
+import pytest
+from conftest import make_images, make_pipeline
+from flax import nnx
+
+import feedax as fx
+
+
+def test_fields_of_different_lengths():
+    with pytest.raises(fx.SourceError, match=r"same number of records.*'image': 10, 'label': 9"):
+        fx.ArraySource({"image": make_images(10), "label": np.arange(9)})
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [({}, "expected a non-empty dict"), ({"x": np.zeros((0, 3))}, r"the source is empty \(0 rec")],
+)
+def test_empty_source(data, match):
+    with pytest.raises(fx.SourceError, match=match):
+        fx.ArraySource(data)
+
+
+def test_scalar_field_and_non_dict():
+    with pytest.raises(fx.SourceError, match="field 'x' is a scalar"):
+        fx.ArraySource({"x": 3})
+    with pytest.raises(fx.SourceError, match="expected a non-empty dict"):
+        fx.ArraySource([np.zeros(3)])
+
+
+def test_out_of_range_index_names_the_source_and_index():
+    src = fx.ArraySource({"x": np.arange(5)}, name="train")
+    with pytest.raises(IndexError, match=r"train: record index 7 is out of range.*5 records"):
+        src.read(np.array([1, 7]))
+
+
+def test_batch_larger_than_source_with_drop_remainder():
+    with pytest.raises(fx.PipelineError, match=r"batch_size=64 is larger than the source.*10 rec"):
+        make_pipeline(10, batch_size=64)
+    assert make_pipeline(10, batch_size=64, drop_remainder=False).steps_per_epoch == 1
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5])
+def test_bad_batch_size(bad):
+    with pytest.raises(fx.PipelineError, match="batch_size must be an int >= 1"):
+        make_pipeline(10, batch_size=bad)
+
+
+def test_missing_field_named_with_the_fields_present():
+    src = fx.ArraySource({"img": make_images(10)})
+    with pytest.raises(
+        fx.OperatorError, match=r"RandomFlip: the record has no field 'image'.*\['img'\].*field="
+    ):
+        fx.Pipeline(src, [fx.RandomFlip(rngs=nnx.Rngs(0))], batch_size=2)
+
+
+def test_wrong_rank():
+    src = fx.ArraySource({"image": np.zeros((10, 8, 8), np.uint8)})
+    with pytest.raises(
+        fx.OperatorError, match=r"RandomCrop: field 'image'.*HWC \(rank 3\), got shape \(8, 8\)"
+    ):
+        fx.Pipeline(src, [fx.RandomCrop(4, rngs=nnx.Rngs(0))], batch_size=2)
+
+
+def test_wrong_dtype():
+    src = fx.ArraySource({"image": np.zeros((10, 8, 8, 3), np.int32)})
+    with pytest.raises(fx.OperatorError, match="dtype int32, expected uint8 or float"):
+        fx.Pipeline(src, [fx.Normalize(0, 1)], batch_size=2)
+
+
+def test_crop_larger_than_image():
+    src = fx.ArraySource({"image": make_images(10, size=8)})
+    with pytest.raises(fx.OperatorError, match=r"crop size \(12, 12\) is larger than the padded"):
+        fx.Pipeline(src, [fx.RandomCrop(12, padding=1, rngs=nnx.Rngs(0))], batch_size=2)
+
+
+def test_channel_count_mismatch():
+    src = fx.ArraySource({"image": make_images(10, channels=3)})
+    with pytest.raises(fx.OperatorError, match="built for 1 channels but field 'image' has 3"):
+        fx.Pipeline(src, [fx.RunningNormalize(1)], batch_size=2)
+    with pytest.raises(fx.OperatorError, match="2 per-channel values given"):
+        fx.Pipeline(src, [fx.Normalize((1, 2), (1, 1))], batch_size=2)
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: fx.RandomCrop(0, rngs=nnx.Rngs(0)), "size must be positive"),
+        (lambda: fx.RandomCrop(4, padding=-1, rngs=nnx.Rngs(0)), "padding must be an int >= 0"),
+        (lambda: fx.RandomCrop(4, rngs=0), "rngs must be an nnx.Rngs"),
+        (lambda: fx.RandomFlip("diagonal", rngs=nnx.Rngs(0)), "direction must be"),
+        (lambda: fx.RandomFlip(p=2.0, rngs=nnx.Rngs(0)), r"p must lie in \[0, 1\]"),
+        (lambda: fx.Normalize(0, 0), "std must be positive"),
+        (lambda: fx.Normalize((1, 2, 3), (1, 2)), "mean has 3 values and std 2"),
+        (lambda: fx.RunningNormalize(0), "channels must be an int >= 1"),
+        (lambda: fx.RunningNormalize(3, momentum=1.0), r"momentum must lie in \[0, 1\)"),
+        (lambda: fx.Normalize(0, 1, field=""), "field must be a non-empty string"),
+    ],
+)
+def test_operator_arguments_are_validated(make, match):
+    with pytest.raises(fx.OperatorError, match=match):
+        make()
+
+
+def test_pipeline_arguments_are_validated():
+    src = fx.ArraySource({"image": make_images(10)})
+    with pytest.raises(fx.PipelineError, match="source must be a feedax Source"):
+        fx.Pipeline({"image": make_images(10)}, batch_size=2)
+    with pytest.raises(fx.PipelineError, match=r"operators\[0\] must be a feedax Operator"):
+        fx.Pipeline(src, [lambda r: r], batch_size=2)
+    with pytest.raises(fx.PipelineError, match="prefetch must be an int >= 0"):
+        fx.Pipeline(src, batch_size=2, prefetch=-1)
+    with pytest.raises(fx.PipelineError, match="field named 'valid'"):
+        fx.Pipeline(fx.ArraySource({"valid": np.arange(3)}), batch_size=2, drop_remainder=False)
