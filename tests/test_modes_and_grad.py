@@ -127,3 +127,27 @@ def test_device_function_compiles_once_over_two_epochs():
         jax.monitoring.unregister_event_duration_listener(listener)
     assert len(batches) == 14
     assert len(compiles) == 1, compiles
+
+
+class _ReverseBatch(fx.BatchOperator):
+    """A test batch operator: reverses the batch order of one field and counts calls."""
+
+    def __init__(self):
+        self.calls = nnx.BatchStat(jnp.zeros((), jnp.int32))
+
+    def __call__(self, batch, ctx):
+        assert ctx.index.shape == (len(batch["image"]),)
+        self.calls[...] = self.calls[...] + 1
+        return {**batch, "image": batch["image"][::-1]}
+
+
+def test_batch_operators_run_between_vmapped_runs_in_one_function():
+    images = make_images(16).astype(np.float32)
+    rngs = nnx.Rngs(augment=0)
+    rev = _ReverseBatch()
+    ops = [fx.RandomFlip(p=0.0, rngs=rngs), rev, fx.Normalize(0.0, 2.0)]
+    pipe = fx.Pipeline(fx.ArraySource({"image": images, "id": np.arange(16)}), ops, batch_size=8)
+    batches = [host(b) for b in pipe.epoch()]
+    for b in batches:
+        np.testing.assert_allclose(b["image"], images[b["id"]][::-1] / 2.0)
+    assert int(rev.calls[...]) == 2

@@ -5,18 +5,21 @@ from feedax._apply import apply_operators
 from feedax._context import BATCH_AXIS, RecordContext
 from feedax._errors import (
     FeedaxError,
+    HostStageError,
     OperatorError,
     PipelineError,
     SourceError,
     StateMismatchError,
 )
-from feedax._operator import Operator, RandomOperator
+from feedax._host import HostContext, HostMap
+from feedax._operator import BatchOperator, Operator, RandomOperator
 from feedax._ops.color import BrightnessContrast
 from feedax._ops.crop import RandomCrop
 from feedax._ops.flip import RandomFlip
 from feedax._ops.normalize import Normalize, RunningNormalize
 from feedax._order import EpochOrder
 from feedax._pipeline import Pipeline
+from feedax._profile import Profile
 from feedax._source import ArraySource, Source
 from feedax._state import Cursor, Signature
 
@@ -25,15 +28,20 @@ __version__ = "0.1.0"
 __all__ = [
     "BATCH_AXIS",
     "ArraySource",
+    "BatchOperator",
     "BrightnessContrast",
     "Cursor",
     "EpochOrder",
     "FeedaxError",
+    "HostContext",
+    "HostMap",
+    "HostStageError",
     "Normalize",
     "Operator",
     "OperatorError",
     "Pipeline",
     "PipelineError",
+    "Profile",
     "RandomCrop",
     "RandomFlip",
     "RandomOperator",

@@ -10,7 +10,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from feedax._context import BATCH_AXIS, RecordContext
-from feedax._operator import Operator
+from feedax._operator import BatchOperator, Operator
+
+AnyOperator = Operator | BatchOperator
 
 
 def apply_batch(
@@ -21,21 +23,48 @@ def apply_batch(
     indices: jax.Array,
     valid: jax.Array,
 ) -> tuple[dict[str, jax.Array], nnx.State]:
-    """Applies the operators to each record of ``batch`` (vmapped); returns the new op state.
+    """Applies the operators to ``batch``; returns it and the operators' new state.
 
-    State the operators write (running statistics) must be the same for every record,
-    i.e. computed with collectives over ``BATCH_AXIS``; vmap rejects anything else.
+    Consecutive one-record operators run together under one vmap; batch operators run
+    on the whole batch between them. State that one-record operators write (running
+    statistics) must be the same for every record, i.e. computed with collectives over
+    ``BATCH_AXIS``; vmap rejects anything else.
     """
+    operators = nnx.merge(graphdef, state)
+    runs: list[list[AnyOperator]] = []
+    for op in operators:
+        if isinstance(op, BatchOperator) or not runs or isinstance(runs[-1][0], BatchOperator):
+            runs.append([op])
+        else:
+            runs[-1].append(op)
+    for run in runs:
+        if isinstance(run[0], BatchOperator):
+            batch = run[0](batch, RecordContext(epoch, indices, valid))
+        else:
+            batch = _vmap_run(nnx.List(run), batch, epoch, indices, valid)  # type: ignore[arg-type]
+    return batch, nnx.state(operators)
+
+
+def _vmap_run(
+    ops: nnx.List[Operator],
+    batch: dict[str, jax.Array],
+    epoch: jax.Array,
+    indices: jax.Array,
+    valid: jax.Array,
+) -> dict[str, jax.Array]:
+    graphdef, state = nnx.split(ops)
 
     def one(state: nnx.State, record: dict[str, jax.Array], index: jax.Array, ok: jax.Array) -> Any:
-        operators = nnx.merge(graphdef, state)
+        run = nnx.merge(graphdef, state)
         ctx = RecordContext(epoch, index, ok)
-        for op in operators:
+        for op in run:
             record = op(record, ctx)
-        return record, nnx.state(operators)
+        return record, nnx.state(run)
 
     vmapped = jax.vmap(one, in_axes=(None, 0, 0, 0), out_axes=(0, None), axis_name=BATCH_AXIS)
-    return vmapped(state, batch, indices, valid)
+    out, new_state = vmapped(state, batch, indices, valid)
+    nnx.update(ops, new_state)
+    return out
 
 
 apply_jit = jax.jit(apply_batch, static_argnums=0)
@@ -43,7 +72,7 @@ apply_jit = jax.jit(apply_batch, static_argnums=0)
 
 
 def apply_operators(
-    operators: Operator | Sequence[Operator],
+    operators: AnyOperator | Sequence[AnyOperator],
     batch: dict[str, Any],
     *,
     indices: Any,
@@ -72,7 +101,9 @@ def apply_operators(
       >>> out["image"].ravel().tolist()
       [1.0, 0.0]
     """
-    ops = nnx.List([operators] if isinstance(operators, Operator) else list(operators))
+    if isinstance(operators, Operator | BatchOperator):
+        operators = [operators]
+    ops = nnx.List(list(operators))
     indices = jnp.asarray(indices, jnp.int32)
     valid = jnp.ones(indices.shape, jnp.bool_) if valid is None else jnp.asarray(valid, jnp.bool_)
     graphdef, state = nnx.split(ops)

@@ -21,3 +21,7 @@ class PipelineError(FeedaxError, ValueError):
 
 class StateMismatchError(FeedaxError, ValueError):
     """A state taken from one pipeline was loaded into a different one."""
+
+
+class HostStageError(FeedaxError, RuntimeError):
+    """A host-stage function failed on a record, returned a bad shape, or its worker died."""

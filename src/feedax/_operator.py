@@ -110,6 +110,30 @@ class RandomOperator(Operator):
         return ctx.key(self.stream_key[...])
 
 
+class BatchOperator(nnx.Module, abc.ABC):
+    """Base of operators that act on a whole batch at once (e.g. MixUp, CutMix).
+
+    The pipeline calls them on the batch (not vmapped), between the vmapped runs of
+    one-record operators, inside the same jitted function. ``ctx`` holds the epoch and
+    the batch's record indices and valid mask (shape ``(B,)``), so draws can still be
+    keyed per record: ``jax.vmap(ctx.key, in_axes=...)`` or :meth:`record_keys`. Random
+    batch operators take ``rngs``, hold ``deterministic``, and are the identity in eval.
+    """
+
+    differentiable: ClassVar[bool] = True
+
+    @abc.abstractmethod
+    def __call__(self, batch: Record, ctx: RecordContext) -> dict[str, Any]:
+        """Transforms the whole ``batch``; ``ctx`` fields have a leading batch axis."""
+
+    @staticmethod
+    def record_keys(stream_key: jax.Array, ctx: RecordContext) -> jax.Array:
+        """One key per record of the batch, from (stream, epoch, record index) only."""
+        return jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(stream_key, ctx.epoch), i))(
+            ctx.index
+        )
+
+
 _LAYOUTS = {2: "HW (rank 2)", 3: "HWC (rank 3)", 1: "a vector (rank 1)", 0: "a scalar"}
 
 

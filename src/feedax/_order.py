@@ -48,6 +48,7 @@ class EpochOrder:
         if n < 1:
             raise ValueError(f"EpochOrder needs at least one record, got n={n}.")
         self.n = n
+        self.epoch = epoch
         self.shuffle = shuffle
         # An even number of bits so both Feistel halves have the same width; the domain is
         # then at most 4n, so cycle walking needs fewer than 4 passes on average.

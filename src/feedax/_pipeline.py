@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
-from typing import Any
+import time
+from collections.abc import Generator, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from feedax._apply import apply_batch, apply_jit, apply_operators
+from feedax._apply import AnyOperator, apply_batch, apply_jit, apply_operators
 from feedax._errors import PipelineError, StateMismatchError
-from feedax._operator import Operator
-from feedax._order import EpochOrder
+from feedax._feed import Feed, auto_axes, local_rows, replicated
+from feedax._host import HostMap
+from feedax._operator import BatchOperator, Operator
 from feedax._prefetch import Prefetcher
+from feedax._profile import Profile, StageTimes
 from feedax._source import Source
 from feedax._state import Cursor, Signature
 
@@ -58,7 +60,10 @@ class Pipeline(nnx.Module):
       drop_remainder: drop the last incomplete batch of each epoch (else pad and mask).
       sharding: where batches go, e.g. ``NamedSharding(mesh, P("data"))``; it splits the
         batch (first) axis. Default: the default device, uncommitted (as ``jax.device_put``).
-      prefetch: batches read and transferred ahead in a background thread (0: none).
+      host: per-record host work (decode, tokenize) run in parallel workers before the
+        operators; see :class:`HostMap`.
+      prefetch: batches read and transferred ahead in a background thread (0: none); the
+        host stage also keeps this many batches in flight in its workers.
 
     Example:
       >>> import numpy as np, feedax as fx
@@ -73,13 +78,14 @@ class Pipeline(nnx.Module):
     def __init__(
         self,
         source: Source,
-        operators: Sequence[Operator] = (),
+        operators: Sequence[AnyOperator] = (),
         *,
         batch_size: int,
         shuffle: bool = False,
         seed: int = 0,
         drop_remainder: bool = True,
         sharding: jax.sharding.Sharding | None = None,
+        host: HostMap | None = None,
         prefetch: int = 2,
     ):
         if not isinstance(source, Source):
@@ -89,9 +95,9 @@ class Pipeline(nnx.Module):
             )
         operators = list(operators)
         for i, op in enumerate(operators):
-            if not isinstance(op, Operator):
+            if not isinstance(op, Operator | BatchOperator):
                 raise PipelineError(
-                    f"Pipeline: operators[{i}] must be a feedax Operator, got "
+                    f"Pipeline: operators[{i}] must be a feedax Operator or BatchOperator, got "
                     f"{type(op).__name__}. Subclass fx.Operator to write your own."
                 )
         n = len(source)
@@ -106,13 +112,23 @@ class Pipeline(nnx.Module):
             )
         if not isinstance(prefetch, int) or prefetch < 0:
             raise PipelineError(f"Pipeline: prefetch must be an int >= 0, got {prefetch!r}.")
-        if not drop_remainder and VALID in source.element_spec:
+        if host is not None and not isinstance(host, HostMap):
             raise PipelineError(
-                f"Pipeline: the source has a field named {VALID!r}, which the pipeline adds as "
+                f"Pipeline: host must be an fx.HostMap, got {type(host).__name__}. Wrap your "
+                "function: host=fx.HostMap(fn)."
+            )
+        spec = source.element_spec if host is None else host.output_spec(source)
+        if host is None:
+            _check_device_ready(source, spec)
+        if not drop_remainder and VALID in spec:
+            raise PipelineError(
+                f"Pipeline: the records have a field named {VALID!r}, which the pipeline adds as "
                 "the padding mask when drop_remainder=False. Rename the source field."
             )
         self.source = source
+        self.host = host
         self.operators = nnx.List(operators)
+        self._input_spec = tuple(spec.items())
         self.batch_size = batch_size
         self.shuffle = bool(shuffle)
         self.seed = int(seed)
@@ -126,9 +142,9 @@ class Pipeline(nnx.Module):
                 f"{type(sharding).__name__}. Use NamedSharding(mesh, PartitionSpec('data'))."
             )
         self.sharding = sharding
-        self._device_sharding = None if sharding is None else _auto_axes(sharding)
-        self._rows = (0, batch_size) if sharding is None else _local_rows(sharding, batch_size)
-        self._signature = _signature(source, self.operators, self.seed, self.shuffle)
+        self._device_sharding = None if sharding is None else auto_axes(sharding)
+        self._rows = (0, batch_size) if sharding is None else local_rows(sharding, batch_size)
+        self._signature = _signature(source, spec, host, self.operators, self.seed, self.shuffle)
         self.cursor = Cursor(np.zeros(2, np.int64))
         self.signature = Signature(np.asarray(self._signature, np.int64))
         self.output_spec  # noqa: B018  (traces the operators now, so bad records fail here)
@@ -147,7 +163,7 @@ class Pipeline(nnx.Module):
         b = self.batch_size
         batch = {
             k: jax.ShapeDtypeStruct((b, *v.shape), jax.dtypes.canonicalize_dtype(v.dtype))
-            for k, v in self.source.element_spec.items()
+            for k, v in self._input_spec
         }
         graphdef, state = nnx.split(self.operators)
         index = jax.ShapeDtypeStruct((b,), jnp.int32)
@@ -218,31 +234,35 @@ class Pipeline(nnx.Module):
                 start += self.batch_size
             epoch, start = epoch + 1, 0
 
-    def _place_operator_state(self) -> None:
-        """Replicates the operators' state on the pipeline's devices.
+    def _feed(self) -> Feed:
+        return Feed(
+            source=self.source,
+            host=self.host,
+            spec=dict(self._input_spec),
+            batch_size=self.batch_size,
+            rows=self._rows,
+            seed=self.seed,
+            shuffle=self.shuffle,
+            sharding=self._device_sharding,
+            read_ahead=max(self.prefetch, 1),
+        )
 
-        A state loaded from a run on other devices (another mesh, one device instead of
-        eight) would otherwise not be usable with this pipeline's batches.
-        """
-        state = nnx.state(self.operators)
-        sharding = self._device_sharding
-        if sharding is None:
-            placed = jax.tree.map(_uncommitted, state)
-        else:
-            if isinstance(sharding, jax.sharding.NamedSharding):
-                sharding = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
-            placed = jax.device_put(state, sharding)
-        nnx.update(self.operators, placed)
-
-    def _iterate(self, single_epoch: bool) -> Iterator[Batch]:
+    def _iterate(self, single_epoch: bool, times: StageTimes | None = None) -> Generator[Batch]:
         while True:
             epoch, start = self._checked_cursor()
-            self._place_operator_state()
-            with Prefetcher(
-                map(self._host_batch, self._plan(epoch, start)), self.prefetch
-            ) as ready:
-                for (epoch, start), host in ready:
-                    batch = self._device_batch(epoch, host)
+            nnx.update(self.operators, replicated(self._device_sharding, nnx.state(self.operators)))
+            feed = self._feed()(self._plan(epoch, start))
+            with Prefetcher(feed, self.prefetch) as ready:
+                while True:
+                    asked = time.perf_counter()
+                    try:
+                        (epoch, start), arrays, host_times = next(ready)
+                    except StopIteration:
+                        return
+                    received = time.perf_counter()
+                    batch = self._device_batch(epoch, arrays)
+                    if times is not None:
+                        times.add(received - asked, host_times, received, batch)
                     after = start + self.batch_size
                     cursor = (epoch, after) if self._has_batch(after) else (epoch + 1, 0)
                     # Replace, never write into, the array: snapshots of the state keep theirs.
@@ -254,34 +274,10 @@ class Pipeline(nnx.Module):
                         break  # a state was loaded meanwhile: restart from its cursor
                     self._checked_cursor()
 
-    def _host_batch(self, item: tuple[int, int]) -> tuple[tuple[int, int], Any]:
-        """Reads this process's rows of the batch at ``item`` and puts them on its devices."""
-        epoch, start = item
-        n = len(self.source)
-        lo, hi = self._rows
-        positions = np.arange(start + lo, start + hi, dtype=np.int64)
-        valid = positions < n
-        order = EpochOrder(n, seed=self.seed, epoch=epoch, shuffle=self.shuffle)
-        # Padding rows re-read real records (masked invalid), so every row has a record's shape.
-        indices = order(np.where(valid, positions, positions % n))
-        records = self.source.read(indices)
-        records["__index"] = indices.astype(np.int32)
-        records["__valid"] = valid
-        return item, {k: self._put(np.asarray(v)) for k, v in records.items()}
-
-    def _put(self, local: np.ndarray) -> jax.Array:
-        local = local.astype(jax.dtypes.canonicalize_dtype(local.dtype), copy=False)
-        global_shape = (self.batch_size, *local.shape[1:])
-        if self._device_sharding is None:
-            # Uncommitted, like jax.device_put: the consumer's jitted step may mix these
-            # batches with arrays created anywhere without recompiling.
-            return jax.device_put(local)
-        return jax.make_array_from_process_local_data(self._device_sharding, local, global_shape)
-
-    def _device_batch(self, epoch: int, host: dict[str, jax.Array]) -> Batch:
-        indices, valid = host.pop("__index"), host.pop("__valid")
+    def _device_batch(self, epoch: int, arrays: dict[str, jax.Array]) -> Batch:
+        indices, valid = arrays.pop("__index"), arrays.pop("__valid")
         graphdef, state = nnx.split(self.operators)
-        out, new_state = apply_jit(graphdef, state, host, np.int32(epoch), indices, valid)
+        out, new_state = apply_jit(graphdef, state, arrays, np.int32(epoch), indices, valid)
         nnx.update(self.operators, new_state)
         if not self.drop_remainder:
             out[VALID] = valid
@@ -289,61 +285,64 @@ class Pipeline(nnx.Module):
             out = jax.device_put(out, self.sharding)  # same layout: re-labels, copies nothing
         return out
 
+    # -- profiling -------------------------------------------------------------------------
 
-def _uncommitted(x: Any) -> Any:
-    """``x`` moved to the default device without committing it there (small state only)."""
-    if not isinstance(x, jax.Array) or not x.committed:
-        return x
-    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-        data = jax.device_put(np.asarray(jax.random.key_data(x)))
-        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
-    return jax.device_put(np.asarray(x))
+    def profile(self, n_batches: int = 20, *, verbose: bool = True) -> Profile:
+        """Times each stage over ``n_batches`` batches and names the bottleneck.
 
+        Stages: host read (or host-stage work), host-to-device transfer, device compute
+        (the fused operators, waited for), and the consumer's wait for the next batch. The
+        pipeline's state (cursor, statistics) is restored afterwards, so profiling does not
+        move the stream.
 
-def _auto_axes(sharding: jax.sharding.Sharding) -> jax.sharding.Sharding:
-    """The same layout on a mesh whose axes are all ``Auto``.
+        Args:
+          n_batches: batches to time, after one warm-up batch (compilation).
+          verbose: print the table.
 
-    JAX (0.10) cannot lower a collective over a vmapped axis whose input is sharded on an
-    ``Explicit`` mesh axis (the default of ``jax.make_mesh``), and RunningNormalize needs
-    one; so the device step runs on the Auto twin and batches are handed back on the
-    user's sharding.
-    """
-    if not isinstance(sharding, jax.sharding.NamedSharding):
-        return sharding
-    mesh = sharding.mesh
-    if all(t == jax.sharding.AxisType.Auto for t in mesh.axis_types):
-        return sharding
-    auto = (jax.sharding.AxisType.Auto,) * len(mesh.axis_names)
-    twin = jax.sharding.Mesh(mesh.devices, mesh.axis_names, axis_types=auto)
-    return jax.sharding.NamedSharding(twin, sharding.spec, memory_kind=sharding.memory_kind)
-
-
-def _local_rows(sharding: jax.sharding.Sharding, batch_size: int) -> tuple[int, int]:
-    """The contiguous rows of a global batch that this process's devices hold."""
-    try:
-        index_map = sharding.addressable_devices_indices_map((batch_size,))
-        slices = [slice(None) if idx is None else idx[0] for idx in index_map.values()]
-    except ValueError as error:
-        raise PipelineError(
-            f"Pipeline: batch_size={batch_size} cannot be split by the sharding {sharding}: "
-            f"{error}. Use a batch_size divisible by the number of data-parallel devices."
-        ) from error
-    starts = [s.start or 0 for s in slices]
-    stops = [batch_size if s.stop is None else s.stop for s in slices]
-    lo, hi = min(starts), max(stops)
-    covered = set().union(*(range(a, b) for a, b in zip(starts, stops, strict=True)))
-    if len(covered) != hi - lo:
-        raise PipelineError(
-            f"Pipeline: this process's devices hold non-contiguous rows of the batch under "
-            f"{sharding}. Order the mesh so each process's devices are adjacent on the batch axis "
-            "(jax.make_mesh does)."
-        )
-    return lo, hi
+        Example:
+          >>> pipe.profile(10)  # doctest: +SKIP
+        """
+        if not isinstance(n_batches, int) or n_batches < 1:
+            raise PipelineError(f"Pipeline.profile: n_batches must be >= 1, got {n_batches!r}.")
+        saved = nnx.clone(nnx.state(self))
+        times = StageTimes()
+        try:
+            stream = self._iterate(single_epoch=False, times=times)
+            jax.block_until_ready(next(stream))  # compile outside the measurement
+            times.clear()
+            for _ in range(n_batches):
+                next(stream)
+            stream.close()
+        finally:
+            nnx.update(self, saved)
+        profile = times.summary(self.batch_size)
+        if verbose:
+            print(profile)
+        return profile
 
 
-def _signature(source: Source, operators: Sequence[Operator], seed: int, shuffle: bool) -> int:
-    spec = sorted((k, v.shape, str(v.dtype)) for k, v in source.element_spec.items())
-    ops = [(type(op).__qualname__, op.field) for op in operators]
-    text = repr((type(source).__qualname__, len(source), spec, seed, shuffle, ops))
+def _check_device_ready(source: Source, spec: dict[str, jax.ShapeDtypeStruct]) -> None:
+    """Without a host stage, every field must be a numeric array the device can take."""
+    for field, s in spec.items():
+        if s.dtype == np.dtype(object) or s.dtype.kind in "SUV":
+            raise PipelineError(
+                f"Pipeline: field {field!r} of source {source.name!r} holds {s.dtype} values "
+                "(bytes, strings or objects), which cannot go to the device. Add a host stage "
+                "that turns them into arrays: host=fx.HostMap(decode)."
+            )
+
+
+def _signature(
+    source: Source,
+    spec: dict[str, jax.ShapeDtypeStruct],
+    host: HostMap | None,
+    operators: Sequence[AnyOperator],
+    seed: int,
+    shuffle: bool,
+) -> int:
+    ops = [(type(op).__qualname__, getattr(op, "field", None)) for op in operators]
+    fields = sorted((k, v.shape, str(v.dtype)) for k, v in spec.items())
+    stage = None if host is None else host.name
+    text = repr((type(source).__qualname__, len(source), fields, stage, seed, shuffle, ops))
     digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little", signed=True)

@@ -53,7 +53,14 @@ class Prefetcher(Generic[T]):
         except BaseException as error:  # forwarded to the consumer, re-raised there
             self._put((None, error))
             return
+        finally:
+            self._close_items()  # in this thread: the generator may be running only here
         self._put((_DONE, None))
+
+    def _close_items(self) -> None:
+        close = getattr(self._items, "close", None)
+        if close is not None:
+            close()
 
     def __iter__(self) -> Iterator[T]:
         return self
@@ -73,7 +80,9 @@ class Prefetcher(Generic[T]):
     def close(self) -> None:
         """Stops the producer thread and drops what it had read ahead."""
         self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
+        if self._thread is None:
+            self._close_items()
+        elif self._thread is not threading.current_thread():
             while self._thread.is_alive():
                 try:
                     self._queue.get_nowait()

@@ -1,0 +1,150 @@
+"""The host side of iteration: order, read (or host stage), and transfer to the devices."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import jax
+import numpy as np
+
+from feedax._errors import PipelineError
+from feedax._host import HostMap
+from feedax._order import EpochOrder
+from feedax._source import Source
+from feedax._workers import HostExecutor
+
+Item = tuple[int, int]
+"""A planned batch: (epoch, position of its first record in the epoch's order)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class HostTiming:
+    """Seconds the host spent on one batch."""
+
+    read: float
+    transfer: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Feed:
+    """Turns planned batches into this process's rows on its devices.
+
+    Used from the pipeline's producer thread; one Feed serves one iteration.
+    """
+
+    source: Source
+    host: HostMap | None
+    spec: Mapping[str, jax.ShapeDtypeStruct]
+    batch_size: int
+    rows: tuple[int, int]
+    seed: int
+    shuffle: bool
+    sharding: jax.sharding.Sharding | None
+    read_ahead: int
+
+    def _requests(self, plan: Iterator[Item]) -> Iterator[tuple[Any, np.ndarray, int]]:
+        n = len(self.source)
+        lo, hi = self.rows
+        order: EpochOrder | None = None
+        for epoch, start in plan:
+            if order is None or order.epoch != epoch:
+                order = EpochOrder(n, seed=self.seed, epoch=epoch, shuffle=self.shuffle)
+            positions = np.arange(start + lo, start + hi, dtype=np.int64)
+            valid = positions < n
+            # Padding rows re-read real records (masked invalid): every row has a record's shape.
+            indices = order(np.where(valid, positions, positions % n))
+            yield ((epoch, start), indices, valid, time.perf_counter()), indices, epoch
+
+    def __call__(
+        self, plan: Iterator[Item]
+    ) -> Iterator[tuple[Item, dict[str, jax.Array], HostTiming]]:
+        """Yields ``(item, device arrays, timing)`` for each planned batch, in order."""
+        requests = self._requests(plan)
+        done: Iterator[tuple[Any, dict[str, np.ndarray]]]
+        if self.host is None:
+            done = ((key, self.source.read(indices)) for key, indices, _ in requests)
+        else:
+            executor = HostExecutor(self.host, self.source, self.spec, read_ahead=self.read_ahead)
+            done = executor.map(requests)
+        for (item, indices, valid, started), records in done:
+            read_done = time.perf_counter()
+            records["__index"] = indices.astype(np.int32)
+            records["__valid"] = valid
+            arrays = {k: self._put(np.asarray(v)) for k, v in records.items()}
+            yield item, arrays, HostTiming(read_done - started, time.perf_counter() - read_done)
+
+    def _put(self, local: np.ndarray) -> jax.Array:
+        local = local.astype(jax.dtypes.canonicalize_dtype(local.dtype), copy=False)
+        if self.sharding is None:
+            # Uncommitted, like jax.device_put: the consumer's jitted step may mix these
+            # batches with arrays created anywhere without recompiling.
+            return jax.device_put(local)
+        global_shape = (self.batch_size, *local.shape[1:])
+        return jax.make_array_from_process_local_data(self.sharding, local, global_shape)
+
+
+def auto_axes(sharding: jax.sharding.Sharding) -> jax.sharding.Sharding:
+    """The same layout on a mesh whose axes are all ``Auto``.
+
+    JAX (0.10) cannot lower a collective over a vmapped axis whose input is sharded on an
+    ``Explicit`` mesh axis (the default of ``jax.make_mesh``), and RunningNormalize needs
+    one; so the device step runs on the Auto twin and batches are handed back on the
+    user's sharding.
+    """
+    if not isinstance(sharding, jax.sharding.NamedSharding):
+        return sharding
+    mesh = sharding.mesh
+    if all(t == jax.sharding.AxisType.Auto for t in mesh.axis_types):
+        return sharding
+    auto = (jax.sharding.AxisType.Auto,) * len(mesh.axis_names)
+    twin = jax.sharding.Mesh(mesh.devices, mesh.axis_names, axis_types=auto)
+    return jax.sharding.NamedSharding(twin, sharding.spec, memory_kind=sharding.memory_kind)
+
+
+def replicated(sharding: jax.sharding.Sharding | None, state: Any) -> Any:
+    """``state`` (small: operator keys, statistics, parameters) placed beside the batches.
+
+    A state loaded from a run on other devices (another mesh, one device instead of
+    eight) would otherwise not be usable with this pipeline's batches.
+    """
+    if sharding is None:
+        return jax.tree.map(_uncommitted, state)
+    if isinstance(sharding, jax.sharding.NamedSharding):
+        sharding = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
+    return jax.device_put(state, sharding)
+
+
+def _uncommitted(x: Any) -> Any:
+    """``x`` moved to the default device without committing it there."""
+    if not isinstance(x, jax.Array) or not x.committed:
+        return x
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        data = jax.device_put(np.asarray(jax.random.key_data(x)))
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+    return jax.device_put(np.asarray(x))
+
+
+def local_rows(sharding: jax.sharding.Sharding, batch_size: int) -> tuple[int, int]:
+    """The contiguous rows of a global batch that this process's devices hold."""
+    try:
+        index_map = sharding.addressable_devices_indices_map((batch_size,))
+        slices = [slice(None) if idx is None else idx[0] for idx in index_map.values()]
+    except ValueError as error:
+        raise PipelineError(
+            f"Pipeline: batch_size={batch_size} cannot be split by the sharding {sharding}: "
+            f"{error}. Use a batch_size divisible by the number of data-parallel devices."
+        ) from error
+    starts = [s.start or 0 for s in slices]
+    stops = [batch_size if s.stop is None else s.stop for s in slices]
+    lo, hi = min(starts), max(stops)
+    covered = set().union(*(range(a, b) for a, b in zip(starts, stops, strict=True)))
+    if len(covered) != hi - lo:
+        raise PipelineError(
+            f"Pipeline: this process's devices hold non-contiguous rows of the batch under "
+            f"{sharding}. Order the mesh so each process's devices are adjacent on the batch axis "
+            "(jax.make_mesh does)."
+        )
+    return lo, hi

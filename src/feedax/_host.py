@@ -1,0 +1,168 @@
+"""The host stage: per-record Python/NumPy work that XLA cannot do, in parallel workers."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+import jax
+import numpy as np
+from flax import nnx
+
+from feedax._errors import HostStageError, PipelineError
+
+HostRecord = dict[str, np.ndarray]
+HostFn = Callable[[dict[str, Any], "HostContext"], Mapping[str, Any]]
+
+
+@dataclasses.dataclass(frozen=True)
+class HostContext:
+    """What a host function knows about the record it processes.
+
+    Attributes:
+      epoch: the epoch being produced.
+      index: the record's index in its source (its identity).
+      training: False in eval mode; random host work should then be skipped.
+      seed: the stage's seed (from its ``rngs``); 0 for a stage without ``rngs``.
+    """
+
+    epoch: int
+    index: int
+    training: bool
+    seed: int
+
+    def rng(self) -> np.random.Generator:
+        """A NumPy generator keyed by (stage seed, epoch, index) only.
+
+        So, as on the device, a record gets the same host draws in a given epoch whatever
+        the worker count, batch size or restart.
+        """
+        return np.random.default_rng([self.seed, self.epoch, self.index])
+
+
+class HostMap(nnx.Module):
+    """Per-record host work (read bytes, decode an image, tokenize), run in parallel.
+
+    ``fn(record, ctx)`` takes one record (field -> NumPy value, e.g. ``bytes`` for an
+    encoded image) and a :class:`HostContext`, and returns a dict of arrays of fixed shapes
+    and dtypes: the fields that go to the device. The output of record 0 fixes the
+    shapes; any later record that differs raises an error naming it.
+
+    Workers: threads (default) for work that releases the GIL (PIL/simplejpeg decode,
+    NumPy, file reads); processes for pure-Python work, returning results through shared
+    memory (``fn`` and the source must then be picklable: a module-level function).
+    Output order never depends on the worker count.
+
+    Args:
+      fn: the per-record function.
+      workers: parallel workers; 0 runs in the pipeline's producer thread.
+      backend: ``"thread"`` or ``"process"``.
+      rngs: for random host work: the stage draws its seed from ``rngs[stream]``.
+      stream: the stream name in ``rngs``.
+
+    Example:
+      >>> import numpy as np, feedax as fx
+      >>> def decode(record, ctx):
+      ...     return {"image": np.frombuffer(record["raw"], np.uint8).reshape(2, 2, 1)}
+      >>> raw = np.array([bytes([i] * 4) for i in range(6)], dtype=object)
+      >>> src = fx.ArraySource({"raw": raw})
+      >>> pipe = fx.Pipeline(src, batch_size=3, host=fx.HostMap(decode, workers=2))
+      >>> next(pipe.epoch())["image"].shape
+      (3, 2, 2, 1)
+    """
+
+    def __init__(
+        self,
+        fn: HostFn,
+        *,
+        workers: int | None = None,
+        backend: Literal["thread", "process"] = "thread",
+        rngs: nnx.Rngs | None = None,
+        stream: str = "augment",
+    ):
+        if not callable(fn):
+            raise PipelineError(f"HostMap: fn must be callable, got {type(fn).__name__}.")
+        if backend not in ("thread", "process"):
+            raise PipelineError(f"HostMap: backend must be 'thread' or 'process', got {backend!r}.")
+        workers = min(os.cpu_count() or 1, 8) if workers is None else workers
+        if not isinstance(workers, int) or workers < 0:
+            raise PipelineError(f"HostMap: workers must be an int >= 0, got {workers!r}.")
+        self.fn = fn
+        self.workers = workers
+        self.backend = backend
+        self.deterministic = False
+        self.stream_key = None if rngs is None else nnx.RngKey(rngs[stream]())
+
+    @property
+    def name(self) -> str:
+        """The function's name, for messages."""
+        return getattr(self.fn, "__qualname__", type(self.fn).__name__)
+
+    def seed(self) -> int:
+        """The integer seed handed to host functions (0 without ``rngs``)."""
+        if self.stream_key is None:
+            return 0
+        data = np.asarray(jax.random.key_data(self.stream_key[...])).ravel()
+        return int(data[0]) << 32 | int(data[-1])
+
+    def output_spec(self, source: Any) -> dict[str, jax.ShapeDtypeStruct]:
+        """Runs ``fn`` on record 0 and returns the shapes and dtypes it produces."""
+        record = first_record(source)
+        ctx = HostContext(0, 0, not self.deterministic, self.seed())
+        out = call_host_fn(self.fn, record, ctx, source_name=source.name)
+        return {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in out.items()}
+
+
+def first_record(source: Any) -> dict[str, Any]:
+    """Record 0 of ``source`` as field -> value."""
+    batch = source.read(np.zeros(1, np.int64))
+    return {k: v[0] for k, v in batch.items()}
+
+
+def call_host_fn(
+    fn: HostFn, record: dict[str, Any], ctx: HostContext, *, source_name: str
+) -> HostRecord:
+    """Calls ``fn`` and turns its failures and malformed outputs into errors naming the record."""
+    name = getattr(fn, "__qualname__", type(fn).__name__)
+    try:
+        out = fn(record, ctx)
+    except Exception as error:
+        raise HostStageError(
+            f"host stage {name!r} failed on record index {ctx.index} of source {source_name!r} "
+            f"(epoch {ctx.epoch}): {type(error).__name__}: {error}. Fix the record or the "
+            "function."
+        ) from error
+    if not isinstance(out, Mapping) or not out:
+        raise HostStageError(
+            f"host stage {name!r} returned {type(out).__name__} for record index {ctx.index} of "
+            f"source {source_name!r}; expected a non-empty dict of field -> array."
+        )
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def check_host_output(
+    out: HostRecord,
+    spec: Mapping[str, jax.ShapeDtypeStruct],
+    *,
+    index: int,
+    stage: str,
+    source: str,
+) -> None:
+    """Raises if ``out`` does not have the fields, shapes and dtypes of ``spec``."""
+    if out.keys() != spec.keys():
+        raise HostStageError(
+            f"host stage {stage!r} returned fields {sorted(out)} for record index {index} of "
+            f"source {source!r}, but {sorted(spec)} for record 0. Return the same fields for "
+            "every record."
+        )
+    for field, value in out.items():
+        want = spec[field]
+        if value.shape != want.shape or value.dtype != want.dtype:
+            raise HostStageError(
+                f"host stage {stage!r}: field {field!r} of record index {index} of source "
+                f"{source!r} has shape {value.shape} and dtype {value.dtype}, but record 0 had "
+                f"{want.shape} {want.dtype}. Batches need fixed shapes: resize, crop or pad to "
+                "one shape in the host function."
+            )

@@ -1,0 +1,197 @@
+"""Running the host stage over batches: thread or process workers, bounded read-ahead."""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures as cf
+import functools
+import itertools
+import multiprocessing as mp
+from collections.abc import Iterator, Mapping
+from multiprocessing import resource_tracker, shared_memory
+from typing import Any, TypeVar
+
+import jax
+import numpy as np
+
+from feedax._errors import HostStageError
+from feedax._host import HostContext, HostMap, HostRecord, call_host_fn, check_host_output
+
+T = TypeVar("T")
+Spec = Mapping[str, jax.ShapeDtypeStruct]
+
+
+def _chunks(n: int, workers: int) -> list[tuple[int, int]]:
+    """Contiguous [lo, hi) ranges: two per worker, so a slow record delays less."""
+    parts = max(1, min(n, 2 * workers))
+    bounds = np.linspace(0, n, parts + 1).astype(int)
+    return [(int(a), int(b)) for a, b in itertools.pairwise(bounds) if b > a]
+
+
+def _fill(
+    out: dict[str, np.ndarray],
+    rows: range,
+    source: Any,
+    fn: Any,
+    spec: Spec,
+    indices: np.ndarray,
+    epoch: int,
+    training: bool,
+    seed: int,
+) -> None:
+    """Reads and transforms the records ``indices[rows]`` into ``out[field][rows]``."""
+    records = source.read(indices[rows.start : rows.stop])
+    for j, row in enumerate(rows):
+        index = int(indices[row])
+        record = {k: v[j] for k, v in records.items()}
+        ctx = HostContext(epoch, index, training, seed)
+        result = call_host_fn(fn, record, ctx, source_name=source.name)
+        name = getattr(fn, "__qualname__", type(fn).__name__)
+        check_host_output(result, spec, index=index, stage=name, source=source.name)
+        for field, value in result.items():
+            out[field][row] = value
+
+
+class HostExecutor:
+    """Maps a :class:`HostMap` over batches of record indices, ``read_ahead`` batches ahead.
+
+    Results come back in submission order whatever the worker count. An error in a worker
+    (an exception, a bad output shape, a dead process) is raised in the consumer with the
+    record index, and never hangs the pipeline.
+    """
+
+    def __init__(self, stage: HostMap, source: Any, spec: Spec, *, read_ahead: int):
+        self.stage = stage
+        self.source = source
+        self.spec = dict(spec)
+        self.read_ahead = max(1, read_ahead)
+        self.training = not stage.deterministic
+        self.seed = stage.seed()
+        self._pool: cf.Executor | None = None
+        self._shm: list[shared_memory.SharedMemory] = []
+        if stage.workers and stage.backend == "thread":
+            self._pool = cf.ThreadPoolExecutor(stage.workers, thread_name_prefix="feedax-host")
+        elif stage.workers:
+            self._pool = cf.ProcessPoolExecutor(
+                stage.workers,
+                mp_context=mp.get_context("spawn"),
+                initializer=_init_worker,
+                initargs=(source, stage.fn, self.spec),
+            )
+
+    def _alloc(self, n: int) -> tuple[dict[str, np.ndarray] | None, Any]:
+        """Output arrays for ``n`` rows, or a shared-memory block for process workers."""
+        if not isinstance(self._pool, cf.ProcessPoolExecutor):
+            return {k: np.empty((n, *s.shape), s.dtype) for k, s in self.spec.items()}, None
+        layout, offset = [], 0
+        for field, s in self.spec.items():
+            size = n * int(np.prod(s.shape, dtype=np.int64)) * np.dtype(s.dtype).itemsize
+            layout.append((field, (n, *s.shape), np.dtype(s.dtype).str, offset))
+            offset += size
+        shm = shared_memory.SharedMemory(create=True, size=max(offset, 1))
+        self._shm.append(shm)
+        return None, (shm, layout)
+
+    def _submit(self, indices: np.ndarray, epoch: int) -> tuple[Any, Any, list[Any]]:
+        out, shared = self._alloc(len(indices))
+        args = (indices, epoch, self.training, self.seed)
+        pieces = _chunks(len(indices), self.stage.workers or 1)
+        if self._pool is None:
+            # Without workers nothing runs ahead: the batch is filled when collected, so an
+            # error in a later batch never hides the batches before it.
+            fill = (self.source, self.stage.fn, self.spec, *args)
+            return out, shared, [functools.partial(_fill, out, range(0, len(indices)), *fill)]
+        if out is not None:
+            fill = (self.source, self.stage.fn, self.spec, *args)
+            futures = [self._pool.submit(_fill, out, range(a, b), *fill) for a, b in pieces]
+        else:
+            shm, layout = shared  # process workers write into shared memory
+            futures = [
+                self._pool.submit(_fill_shared, shm.name, layout, range(a, b), *args)
+                for a, b in pieces
+            ]
+        return out, shared, futures
+
+    def _collect(self, indices: np.ndarray, submitted: tuple[Any, Any, list[Any]]) -> HostRecord:
+        out, shared, futures = submitted
+        try:
+            for future in futures:
+                future() if isinstance(future, functools.partial) else future.result()
+        except cf.process.BrokenProcessPool as error:
+            raise HostStageError(
+                f"host stage {self.stage.name!r}: a worker process died while processing "
+                f"records {indices.tolist()[:16]}... of source {self.source.name!r}. Check the "
+                "function for crashes (or memory exhaustion); try backend='thread'."
+            ) from error
+        finally:
+            for future in futures:
+                if isinstance(future, cf.Future):
+                    future.cancel()
+        if shared is not None:
+            shm, layout = shared
+            views = _views(shm, layout)
+            out = {k: v.copy() for k, v in views.items()}  # the block is freed: keep no view
+            del views
+            self._release(shm)
+        return out
+
+    def _release(self, shm: shared_memory.SharedMemory) -> None:
+        self._shm.remove(shm)
+        shm.close()
+        shm.unlink()
+
+    def map(self, items: Iterator[tuple[T, np.ndarray, int]]) -> Iterator[tuple[T, HostRecord]]:
+        """Yields ``(key, batch)`` for each ``(key, indices, epoch)``, in order."""
+        pending: collections.deque[tuple[T, np.ndarray, Any]] = collections.deque()
+        try:
+            for key, indices, epoch in items:
+                pending.append((key, indices, self._submit(indices, epoch)))
+                if len(pending) >= self.read_ahead:
+                    key0, indices0, submitted = pending.popleft()
+                    yield key0, self._collect(indices0, submitted)
+            while pending:
+                key0, indices0, submitted = pending.popleft()
+                yield key0, self._collect(indices0, submitted)
+        finally:
+            for _, _, (_, _, futures) in pending:
+                for future in futures:
+                    if isinstance(future, cf.Future):
+                        future.cancel()
+            self.close()
+
+    def close(self) -> None:
+        """Stops the workers and frees shared memory."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        for shm in list(self._shm):
+            self._release(shm)
+
+
+def _views(shm: shared_memory.SharedMemory, layout: list[Any]) -> dict[str, np.ndarray]:
+    return {
+        field: np.ndarray(shape, np.dtype(dtype), buffer=shm.buf, offset=offset)
+        for field, shape, dtype, offset in layout
+    }
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(source: Any, fn: Any, spec: Spec) -> None:
+    _WORKER.update(source=source, fn=fn, spec=spec, shm={})
+
+
+def _fill_shared(
+    name: str, layout: list[Any], rows: range, indices: np.ndarray, *args: Any
+) -> None:
+    cache = _WORKER["shm"]
+    if name not in cache:
+        while len(cache) >= 4:  # blocks in flight; older ones were freed by the parent
+            cache.pop(next(iter(cache))).close()
+        shm = shared_memory.SharedMemory(name=name)
+        # The parent owns the segment; stop this process's tracker from unlinking it.
+        resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
+        cache[name] = shm
+    out = _views(cache[name], layout)
+    _fill(out, rows, _WORKER["source"], _WORKER["fn"], _WORKER["spec"], indices, *args)

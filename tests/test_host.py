@@ -1,0 +1,157 @@
+import time
+
+import numpy as np
+import pytest
+from conftest import host
+from flax import nnx
+from host_fns import BAD_INDEX, decode, dies_on_bad, fails_on_bad, raw_records, wrong_shape_on_bad
+
+import feedax as fx
+
+N = 40
+CONFIGS = [(0, "thread"), (1, "thread"), (3, "thread"), (2, "process")]
+
+
+def pipeline(
+    fn=decode, *, workers=2, backend="thread", batch_size=8, prefetch=2, n=N, shuffle=True, seed=1
+):
+    stage = fx.HostMap(fn, workers=workers, backend=backend, rngs=nnx.Rngs(augment=5))
+    flip = fx.RandomFlip(rngs=nnx.Rngs(augment=6))
+    return fx.Pipeline(
+        fx.ArraySource(raw_records(n), name="raw"),
+        [flip],
+        batch_size=batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        host=stage,
+        prefetch=prefetch,
+    )
+
+
+def stream(pipe, batches):
+    it = iter(pipe)
+    return [host(next(it)) for _ in range(batches)]
+
+
+def by_record(batches):
+    return {
+        (int(j), int(i)): (img.tobytes(), int(jit))
+        for b, j in zip(batches, range(len(batches)), strict=True)
+        for img, i, jit in zip(b["image"], b["id"], b["jitter"], strict=True)
+    }
+
+
+@pytest.mark.parametrize(("workers", "backend"), CONFIGS)
+@pytest.mark.parametrize("prefetch", [0, 3])
+def test_stream_is_the_same_for_every_worker_count_and_backend(workers, backend, prefetch):
+    expected = stream(pipeline(workers=0, prefetch=0), 12)
+    got = stream(pipeline(workers=workers, backend=backend, prefetch=prefetch), 12)
+    for e, g in zip(expected, got, strict=True):
+        for k in e:
+            np.testing.assert_array_equal(e[k], g[k], err_msg=k)
+
+
+def test_host_draws_are_keyed_per_record_not_per_batch():
+    def draws(batch_size):
+        out = {}
+        pipe = pipeline(batch_size=batch_size)
+        for epoch in range(2):
+            for b in pipe.epoch():
+                for i, jit in zip(b["id"], b["jitter"], strict=True):
+                    out[(epoch, int(i))] = int(jit)
+        return out
+
+    a, b = draws(8), draws(5)
+    assert a == b
+    assert sum(a[(0, i)] != a[(1, i)] for i in range(N)) > N // 2  # new draws each epoch
+
+
+def test_host_stage_sees_eval_mode():
+    pipe = pipeline()
+    pipe.eval()
+    assert (host(next(pipe.epoch()))["jitter"] == -1).all()
+
+
+@pytest.mark.parametrize(("workers", "backend"), CONFIGS)
+def test_resume_at_every_step_with_workers(workers, backend):
+    total = 8
+    reference = stream(pipeline(workers=0), total)
+    for k in [0, 3, 5, 7]:  # 5 steps per epoch: 5 and 7 cross the boundary
+        pipe = pipeline(workers=workers, backend=backend)
+        it = iter(pipe)
+        for _ in range(k):
+            next(it)
+        saved = nnx.clone(nnx.state(pipe))
+        fresh = pipeline(workers=workers, backend=backend)
+        nnx.update(fresh, saved)
+        for e, g in zip(reference[k:], stream(fresh, total - k), strict=True):
+            np.testing.assert_array_equal(e["id"], g["id"])
+            np.testing.assert_array_equal(e["image"], g["image"])
+
+
+@pytest.mark.parametrize(("workers", "backend"), CONFIGS)
+def test_a_failing_record_is_named_and_nothing_hangs(workers, backend):
+    pipe = pipeline(fails_on_bad, workers=workers, backend=backend, shuffle=False, seed=0)
+    start = time.monotonic()
+    with pytest.raises(
+        fx.HostStageError,
+        match=rf"failed on record index {BAD_INDEX} of source "
+        r"'raw' \(epoch 0\): ValueError: corrupt payload",
+    ):
+        list(pipe.epoch())
+    assert time.monotonic() - start < 60
+    assert pipe.position == (0, 8)  # the batches before the bad one were handed over
+
+
+def test_a_wrong_shape_is_named_with_its_field():
+    pipe = pipeline(wrong_shape_on_bad, workers=2)
+    with pytest.raises(
+        fx.HostStageError,
+        match=rf"field 'image' of record index {BAD_INDEX}.*"
+        r"\(2, 4, 1\).*\(4, 4, 1\)",
+    ):
+        list(pipe.epoch())
+
+
+def test_a_dead_worker_process_is_reported_not_hung():
+    pipe = pipeline(dies_on_bad, workers=2, backend="process")
+    start = time.monotonic()
+    with pytest.raises(fx.HostStageError, match="a worker process died while processing records"):
+        list(pipe.epoch())
+    assert time.monotonic() - start < 60
+
+
+def test_bytes_without_a_host_stage_are_rejected():
+    with pytest.raises(
+        fx.PipelineError, match=r"field 'raw' of source 'raw' holds object.*HostMap"
+    ):
+        fx.Pipeline(fx.ArraySource(raw_records(4), name="raw"), batch_size=2)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(fn=3), "fn must be callable"),
+        (dict(fn=decode, backend="gpu"), "backend must be 'thread' or 'process'"),
+        (dict(fn=decode, workers=-1), "workers must be an int >= 0"),
+    ],
+)
+def test_host_map_arguments_are_validated(kwargs, match):
+    fn = kwargs.pop("fn")
+    with pytest.raises(fx.PipelineError, match=match):
+        fx.HostMap(fn, **kwargs)
+
+
+def test_profile_names_every_stage_and_leaves_the_stream_alone():
+    pipe = pipeline()
+    next(pipe.epoch())
+    before = nnx.clone(nnx.state(pipe))
+    profile = pipe.profile(4, verbose=False)
+    assert set(profile.ms_per_batch) == {"host read", "transfer", "device compute", "consumer wait"}
+    assert all(ms >= 0 for ms in profile.ms_per_batch.values())
+    assert profile.bottleneck in ("host read", "transfer", "device compute")
+    assert profile.batches == 4 and profile.records_per_s > 0
+    assert pipe.position == (0, 8)
+    assert "bottleneck" in str(profile)
+    after = nnx.state(pipe)
+    np.testing.assert_array_equal(before["cursor"][...], after["cursor"][...])
