@@ -151,3 +151,17 @@ def test_batch_operators_run_between_vmapped_runs_in_one_function():
     for b in batches:
         np.testing.assert_allclose(b["image"], images[b["id"]][::-1] / 2.0)
     assert int(rev.calls[...]) == 2
+
+
+def test_mode_switch_takes_effect_in_a_running_iteration():
+    pipe = make_pipeline(64, batch_size=8, shuffle=False)
+    it = iter(pipe)
+    next(it)
+    norm = pipe.operators[2]
+    count = int(norm.count[...])
+    pipe.eval()
+    next(it)
+    assert int(norm.count[...]) == count  # frozen from the very next batch
+    pipe.train()
+    next(it)
+    assert int(norm.count[...]) == count + 1

@@ -67,8 +67,23 @@ def _vmap_run(
     return out
 
 
-apply_jit = jax.jit(apply_batch, static_argnums=0)
-"""`apply_batch` compiled once per (operators' graph, batch shapes)."""
+@nnx.jit
+def apply_in_place(
+    operators: nnx.List[AnyOperator],
+    batch: dict[str, jax.Array],
+    epoch: jax.Array,
+    indices: jax.Array,
+    valid: jax.Array,
+) -> dict[str, jax.Array]:
+    """`apply_batch` on modules, compiled once per (operators' graph, batch shapes).
+
+    The operators' state (running statistics) is updated in place. Pipelines call it
+    through ``nnx.cached_partial`` so the graph is not traversed again for every batch.
+    """
+    graphdef, state = nnx.split(operators)
+    out, new_state = apply_batch(graphdef, state, batch, epoch, indices, valid)
+    nnx.update(operators, new_state)
+    return out
 
 
 def apply_operators(
@@ -106,9 +121,4 @@ def apply_operators(
     ops = nnx.List(list(operators))
     indices = jnp.asarray(indices, jnp.int32)
     valid = jnp.ones(indices.shape, jnp.bool_) if valid is None else jnp.asarray(valid, jnp.bool_)
-    graphdef, state = nnx.split(ops)
-    out, new_state = apply_jit(
-        graphdef, state, dict(batch), jnp.asarray(epoch, jnp.int32), indices, valid
-    )
-    nnx.update(ops, new_state)
-    return out
+    return apply_in_place(ops, dict(batch), jnp.asarray(epoch, jnp.int32), indices, valid)

@@ -73,17 +73,24 @@ class Feed:
             read_done = time.perf_counter()
             records["__index"] = indices.astype(np.int32)
             records["__valid"] = valid
-            arrays = {k: self._put(np.asarray(v)) for k, v in records.items()}
+            arrays = self._put(records)
             yield item, arrays, HostTiming(read_done - started, time.perf_counter() - read_done)
 
-    def _put(self, local: np.ndarray) -> jax.Array:
-        local = local.astype(jax.dtypes.canonicalize_dtype(local.dtype), copy=False)
+    def _put(self, records: dict[str, np.ndarray]) -> dict[str, jax.Array]:
+        local = {
+            k: np.asarray(v).astype(jax.dtypes.canonicalize_dtype(v.dtype), copy=False)
+            for k, v in records.items()
+        }
         if self.sharding is None:
-            # Uncommitted, like jax.device_put: the consumer's jitted step may mix these
-            # batches with arrays created anywhere without recompiling.
+            # One call for all fields; uncommitted, like jax.device_put, so the consumer's
+            # jitted step may mix these batches with arrays made anywhere without recompiling.
             return jax.device_put(local)
-        global_shape = (self.batch_size, *local.shape[1:])
-        return jax.make_array_from_process_local_data(self.sharding, local, global_shape)
+        return {
+            k: jax.make_array_from_process_local_data(
+                self.sharding, v, (self.batch_size, *v.shape[1:])
+            )
+            for k, v in local.items()
+        }
 
 
 def auto_axes(sharding: jax.sharding.Sharding) -> jax.sharding.Sharding:

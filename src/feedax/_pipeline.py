@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Generator, Iterator, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from feedax._apply import AnyOperator, apply_batch, apply_jit, apply_operators
+from feedax._apply import AnyOperator, apply_batch, apply_in_place, apply_operators
 from feedax._errors import PipelineError, StateMismatchError
 from feedax._feed import Feed, auto_axes, local_rows, replicated
 from feedax._host import HostMap
@@ -145,6 +146,7 @@ class Pipeline(nnx.Module):
         self._device_sharding = None if sharding is None else auto_axes(sharding)
         self._rows = (0, batch_size) if sharding is None else local_rows(sharding, batch_size)
         self._signature = _signature(source, spec, host, self.operators, self.seed, self.shuffle)
+        self._mode_version = 0
         self.cursor = Cursor(np.zeros(2, np.int64))
         self.signature = Signature(np.asarray(self._signature, np.int64))
         self.output_spec  # noqa: B018  (traces the operators now, so bad records fail here)
@@ -251,6 +253,7 @@ class Pipeline(nnx.Module):
         while True:
             epoch, start = self._checked_cursor()
             nnx.update(self.operators, replicated(self._device_sharding, nnx.state(self.operators)))
+            step = _Step(self)
             feed = self._feed()(self._plan(epoch, start))
             with Prefetcher(feed, self.prefetch) as ready:
                 while True:
@@ -260,7 +263,7 @@ class Pipeline(nnx.Module):
                     except StopIteration:
                         return
                     received = time.perf_counter()
-                    batch = self._device_batch(epoch, arrays)
+                    batch = step(epoch, arrays)
                     if times is not None:
                         times.add(received - asked, host_times, received, batch)
                     after = start + self.batch_size
@@ -274,16 +277,13 @@ class Pipeline(nnx.Module):
                         break  # a state was loaded meanwhile: restart from its cursor
                     self._checked_cursor()
 
-    def _device_batch(self, epoch: int, arrays: dict[str, jax.Array]) -> Batch:
-        indices, valid = arrays.pop("__index"), arrays.pop("__valid")
-        graphdef, state = nnx.split(self.operators)
-        out, new_state = apply_jit(graphdef, state, arrays, np.int32(epoch), indices, valid)
-        nnx.update(self.operators, new_state)
-        if not self.drop_remainder:
-            out[VALID] = valid
-        if self.sharding is not None and self._device_sharding is not self.sharding:
-            out = jax.device_put(out, self.sharding)  # same layout: re-labels, copies nothing
-        return out
+    def set_attributes(self, *filters: Any, **attributes: Any) -> None:
+        """NNX's attribute setter, used by ``train()`` / ``eval()``.
+
+        Iterations in progress pick up the new mode at their next batch.
+        """
+        super().set_attributes(*filters, **attributes)
+        self._mode_version += 1
 
     # -- profiling -------------------------------------------------------------------------
 
@@ -319,6 +319,30 @@ class Pipeline(nnx.Module):
         if verbose:
             print(profile)
         return profile
+
+
+class _Step:
+    """The device step of one iteration: the fused operators, with their graph cached."""
+
+    def __init__(self, pipe: Pipeline):
+        self.pipe = pipe
+        self.version = -1
+        self.call: Any = None
+
+    def __call__(self, epoch: int, arrays: dict[str, jax.Array]) -> Batch:
+        pipe = self.pipe
+        if self.version != pipe._mode_version:
+            # Caching the graph traversal saves milliseconds per batch; a mode change
+            # (train/eval) changes the graph, so it is cached again.
+            self.call = nnx.cached_partial(apply_in_place, pipe.operators)
+            self.version = pipe._mode_version
+        indices, valid = arrays.pop("__index"), arrays.pop("__valid")
+        out = self.call(arrays, np.int32(epoch), indices, valid)
+        if not pipe.drop_remainder:
+            out[VALID] = valid
+        if pipe.sharding is not None and pipe._device_sharding is not pipe.sharding:
+            out = jax.device_put(out, pipe.sharding)  # same layout: re-labels, copies nothing
+        return out
 
 
 def _check_device_ready(source: Source, spec: dict[str, jax.ShapeDtypeStruct]) -> None:

@@ -1,0 +1,125 @@
+"""Grain peer: ``grain.MapDataset`` pipelines, as the Grain documentation builds them.
+
+``cfg.workers == 0``: the pipeline runs in this process (Grain's ``ReadOptions`` threads).
+``cfg.workers > 0``: ``mp_prefetch`` with that many worker processes. Batches are moved to
+the default device with ``grain.experimental.device_put`` (a CPU-side and a device-side
+prefetch buffer), Grain's own recommendation for JAX.
+
+The per-record math is :mod:`feedax.bench._augment` (NumPy / PIL), run through
+``random_map`` so each record gets a generator seeded from the pipeline seed and its index.
+All callables are module-level classes so they pickle into Grain's spawned workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import grain
+import jax
+import numpy as np
+
+from feedax.bench import _augment
+from feedax.bench._config import CifarConfig, JpegConfig, TokensConfig
+from feedax.bench._data import Bundle, jpeg_bytes, sequence
+
+# Threads reading/transforming records in each process. Grain recommends 0 for data held
+# in memory (GIL contention); JPEG decoding releases the GIL, so W2 uses threads.
+_READ_THREADS = {"w1": 0, "w2": 2, "w3": 0}
+
+
+class _Records:
+    """Random-access source over a bundle, yielding ``(index, kind)`` records lazily."""
+
+    def __init__(self, data: Bundle, kind: str) -> None:
+        self.data = data
+        self.kind = kind
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> Any:
+        index = int(index)
+        if self.kind == "w1":
+            return {"image": self.data["images"][index], "label": self.data["labels"][index]}
+        if self.kind == "w2":
+            return {"jpeg": jpeg_bytes(self.data, index), "label": self.data["labels"][index]}
+        return {"tokens": sequence(self.data, index)}
+
+
+class _CifarAugment:
+    def __init__(self, cfg: CifarConfig) -> None:
+        self.cfg = cfg
+
+    def __call__(self, rec: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+        return {
+            "image": _augment.cifar_random_record(rec["image"], rng, self.cfg),
+            "label": rec["label"],
+        }
+
+
+class _JpegAugment:
+    def __init__(self, cfg: JpegConfig) -> None:
+        self.cfg = cfg
+
+    def __call__(self, rec: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+        return {
+            "image": _augment.jpeg_random_record(rec["jpeg"], rng, self.cfg),
+            "label": rec["label"],
+        }
+
+
+def _rename_packed(rec: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {
+        "tokens": rec["tokens"],
+        "segment_ids": rec["tokens_segment_ids"],
+        "positions": rec["tokens_positions"],
+    }
+
+
+def _finish(ds: Any, workers: int) -> Iterator[dict[str, Any]]:
+    """Adds worker processes (if any) and device transfer, returns the iterator."""
+    if workers > 0:
+        from absl import flags
+
+        if not flags.FLAGS.is_parsed():  # Grain's multiprocessing reads absl flags
+            flags.FLAGS.mark_as_parsed()
+        ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
+    ds = grain.experimental.device_put(ds, jax.devices()[0])
+    return iter(ds)
+
+
+def _map_source(data: Bundle, kind: str, cfg: Any) -> Any:
+    ds = grain.MapDataset.source(_Records(data, kind))
+    if cfg.shuffle:
+        ds = ds.shuffle(seed=cfg.seed)
+    return ds.repeat()
+
+
+def w1(data: Bundle, cfg: CifarConfig) -> Iterator[dict[str, Any]]:
+    """W1 with Grain: shuffle, repeat, per-record ``random_map``, batch."""
+    ds = _map_source(data, "w1", cfg).random_map(_CifarAugment(cfg), seed=cfg.seed)
+    ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=_READ_THREADS["w1"]))
+    return _finish(ds.batch(cfg.batch_size, drop_remainder=True), cfg.workers)
+
+
+def w2(data: Bundle, cfg: JpegConfig) -> Iterator[dict[str, Any]]:
+    """W2 with Grain: PIL decode + random-resized-crop + flip + normalise per record."""
+    ds = _map_source(data, "w2", cfg).random_map(_JpegAugment(cfg), seed=cfg.seed)
+    ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=_READ_THREADS["w2"]))
+    return _finish(ds.batch(cfg.batch_size, drop_remainder=True), cfg.workers)
+
+
+def w3(data: Bundle, cfg: TokensConfig) -> Iterator[dict[str, Any]]:
+    """W3 with Grain: ``grain.experimental.FirstFitPackIterDataset``, then batch."""
+    ds = _map_source(data, "w3", cfg)
+    ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=_READ_THREADS["w3"]))
+    ds = grain.experimental.FirstFitPackIterDataset(
+        ds,
+        length_struct={"tokens": cfg.row_len},
+        num_packing_bins=cfg.batch_size,
+        seed=cfg.seed,
+        shuffle_bins=False,
+    )
+    ds = ds.map(_rename_packed).batch(cfg.batch_size, drop_remainder=True)
+    return _finish(ds, cfg.workers)

@@ -1,0 +1,125 @@
+"""The hand-written ``jax.jit`` reference: the bar feedax must meet.
+
+What a careful JAX user writes by hand without a data library: a NumPy permutation per
+epoch, a NumPy gather (or a thread-pool decode) of the batch in the main thread,
+``jax.device_put``, and one jitted, vmapped function for the per-record math. JAX dispatch
+is asynchronous, so the next batch is gathered while the device computes the current one
+(one batch in flight).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from feedax.bench import _augment
+from feedax.bench._config import CifarConfig, JpegConfig, TokensConfig
+from feedax.bench._data import Bundle, jpeg_bytes, sequence
+
+Batch = dict[str, Any]
+
+
+def _orders(n: int, shuffle: bool, seed: int) -> Iterator[np.ndarray]:
+    """Yields the visiting order of each epoch."""
+    epoch = 0
+    while True:
+        yield np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
+        epoch += 1
+
+
+def _index_batches(n: int, batch_size: int, shuffle: bool, seed: int) -> Iterator[np.ndarray]:
+    """Yields index batches forever, dropping each epoch's remainder."""
+    if n < batch_size:
+        raise ValueError(f"dataset of {n} records is smaller than one batch ({batch_size})")
+    for order in _orders(n, shuffle, seed):
+        for start in range(0, n - batch_size + 1, batch_size):
+            yield order[start : start + batch_size]
+
+
+def _one_ahead(
+    make: Callable[[], Batch], on_close: Callable[[], None] | None = None
+) -> Iterator[Batch]:
+    """Keeps one dispatched batch in flight: yields batch i after dispatching i + 1.
+
+    ``on_close`` runs when the iterator is closed or garbage-collected.
+    """
+    try:
+        pending = make()
+        while True:
+            nxt = make()
+            yield pending
+            pending = nxt
+    finally:
+        if on_close is not None:
+            on_close()
+
+
+def w1(data: Bundle, cfg: CifarConfig) -> Iterator[Batch]:
+    """W1: NumPy gather of uint8 images, jitted crop+flip+normalise."""
+    import jax
+
+    images, labels = data["images"], data["labels"]
+    fn = _augment.jax_cifar_batch_fn(cfg)
+    index_batches = _index_batches(len(labels), cfg.batch_size, cfg.shuffle, cfg.seed)
+    base = jax.random.key(cfg.seed)
+    step = 0
+
+    def make() -> Batch:
+        nonlocal step
+        idx = next(index_batches)
+        x, y = jax.device_put((images[idx], labels[idx]))
+        out = {"image": fn(x, jax.random.fold_in(base, step)), "label": y}
+        step += 1
+        return out
+
+    return _one_ahead(make)
+
+
+def w2(data: Bundle, cfg: JpegConfig) -> Iterator[Batch]:
+    """W2: thread-pool PIL decode into a uint8 batch, jitted random-resized-crop+flip+norm."""
+    import jax
+
+    labels = data["labels"]
+    fn = _augment.jax_jpeg_batch_fn(cfg)
+    index_batches = _index_batches(len(labels), cfg.batch_size, cfg.shuffle, cfg.seed)
+    pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
+    s = cfg.image_size
+    base = jax.random.key(cfg.seed)
+    step = 0
+
+    def decode_into(buf: np.ndarray, i: int, index: int) -> None:
+        img = _augment.decode_jpeg(jpeg_bytes(data, int(index)))
+        if img.size != (s, s):
+            raise ValueError(f"record {index}: decoded size {img.size}, expected {(s, s)}")
+        buf[i] = np.asarray(img)
+
+    def make() -> Batch:
+        nonlocal step
+        idx = next(index_batches)
+        buf = np.empty((len(idx), s, s, 3), np.uint8)
+        list(pool.map(decode_into, [buf] * len(idx), range(len(idx)), idx))
+        x, y = jax.device_put((buf, labels[idx]))
+        out = {"image": fn(x, jax.random.fold_in(base, step)), "label": y}
+        step += 1
+        return out
+
+    return _one_ahead(make, on_close=pool.shutdown)
+
+
+def w3(data: Bundle, cfg: TokensConfig) -> Iterator[Batch]:
+    """W3: first-fit packing in NumPy in the main thread, ``jax.device_put`` of each batch."""
+    import jax
+
+    n = len(data["offsets"]) - 1
+    packer = _augment.pack_config(cfg)
+
+    def batches() -> Iterator[Batch]:
+        for order in _orders(n, cfg.shuffle, cfg.seed):
+            for packed in packer.pack(sequence(data, int(i)) for i in order):
+                yield jax.device_put(packed)
+
+    return batches()
