@@ -106,7 +106,7 @@ def test_w1_random_statistics(cache: str, variant: str) -> None:
 
 # ------------------------------------------------------------------------------ W2
 
-W2_VARIANTS = ["reference", "grain"] + (["torch"] if HAS_TORCH else [])
+W2_VARIANTS = ["reference", "feedax", "grain"] + (["torch"] if HAS_TORCH else [])
 
 
 def _w2(cache: str, **kw: Any) -> tuple[_data.Bundle, _config.JpegConfig]:
@@ -153,9 +153,9 @@ def test_w2_random_statistics(cache: str, variant: str) -> None:
 
 
 def test_feedax_unbuilt_workloads_are_not_implemented(cache: str) -> None:
-    data, cfg = _w2(cache)
+    data, cfg = _w3(cache)
     with pytest.raises(NotImplementedError):
-        _variants.load_function("feedax", "w2")(data, cfg)
+        _variants.load_function("feedax", "w3")(data, cfg)
 
 
 # ------------------------------------------------------------------------------ W3

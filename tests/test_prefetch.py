@@ -43,3 +43,17 @@ def test_closing_stops_an_endless_producer_without_hanging():
     prefetcher.close()
     assert time.monotonic() - start < 5
     assert threading.active_count() == before
+
+
+def test_interpreter_exits_cleanly_with_an_unfinished_iteration():
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np, feedax as fx\n"
+        "src = fx.ArraySource({'x': np.zeros((10000, 64), np.float32)})\n"
+        "it = iter(fx.Pipeline(src, batch_size=8, prefetch=4))\n"
+        "next(it)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]

@@ -67,23 +67,31 @@ def _vmap_run(
     return out
 
 
-@nnx.jit
-def apply_in_place(
-    operators: nnx.List[AnyOperator],
-    batch: dict[str, jax.Array],
-    epoch: jax.Array,
-    indices: jax.Array,
-    valid: jax.Array,
-) -> dict[str, jax.Array]:
-    """`apply_batch` on modules, compiled once per (operators' graph, batch shapes).
+_apply_jit = jax.jit(apply_batch, static_argnums=0)
 
-    The operators' state (running statistics) is updated in place. Pipelines call it
-    through ``nnx.cached_partial`` so the graph is not traversed again for every batch.
+
+class BoundOperators:
+    """Operators prepared for repeated application: their graph is traversed once.
+
+    Each call runs :func:`apply_batch` compiled (once per graph and batch shapes) on the
+    operators' current state, then writes the state they changed (running statistics)
+    back into their Variables. Rebuild it after a change of structure or mode.
     """
-    graphdef, state = nnx.split(operators)
-    out, new_state = apply_batch(graphdef, state, batch, epoch, indices, valid)
-    nnx.update(operators, new_state)
-    return out
+
+    def __init__(self, operators: nnx.List[AnyOperator]):
+        self.graphdef = nnx.graphdef(operators)
+        # nnx.state returns the live Variables: each call reads their current values.
+        self.state = nnx.state(operators)
+        self.variables = jax.tree.leaves(self.state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+
+    def __call__(
+        self, batch: dict[str, jax.Array], epoch: Any, indices: jax.Array, valid: jax.Array
+    ) -> dict[str, jax.Array]:
+        """Applies the operators to ``batch``; updates their state in place."""
+        out, new_state = _apply_jit(self.graphdef, self.state, batch, epoch, indices, valid)
+        for variable, value in zip(self.variables, jax.tree.leaves(new_state), strict=True):
+            variable.set_value(value)
+        return out
 
 
 def apply_operators(
@@ -121,4 +129,4 @@ def apply_operators(
     ops = nnx.List(list(operators))
     indices = jnp.asarray(indices, jnp.int32)
     valid = jnp.ones(indices.shape, jnp.bool_) if valid is None else jnp.asarray(valid, jnp.bool_)
-    return apply_in_place(ops, dict(batch), jnp.asarray(epoch, jnp.int32), indices, valid)
+    return BoundOperators(ops)(dict(batch), jnp.asarray(epoch, jnp.int32), indices, valid)

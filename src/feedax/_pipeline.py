@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from feedax._apply import AnyOperator, apply_batch, apply_in_place, apply_operators
+from feedax._apply import AnyOperator, BoundOperators, apply_batch, apply_operators
 from feedax._errors import PipelineError, StateMismatchError
 from feedax._feed import Feed, auto_axes, local_rows, replicated
 from feedax._host import HostMap
@@ -332,9 +332,9 @@ class _Step:
     def __call__(self, epoch: int, arrays: dict[str, jax.Array]) -> Batch:
         pipe = self.pipe
         if self.version != pipe._mode_version:
-            # Caching the graph traversal saves milliseconds per batch; a mode change
-            # (train/eval) changes the graph, so it is cached again.
-            self.call = nnx.cached_partial(apply_in_place, pipe.operators)
+            # Traversing the graph once saves about a millisecond per batch; a mode change
+            # (train/eval) changes the graph, so it is traversed again.
+            self.call = BoundOperators(pipe.operators)
             self.version = pipe._mode_version
         indices, valid = arrays.pop("__index"), arrays.pop("__valid")
         out = self.call(arrays, np.int32(epoch), indices, valid)

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import atexit
 import queue
 import threading
+import weakref
 from collections.abc import Iterator
 from typing import Any, Generic, TypeVar, cast
 
 T = TypeVar("T")
 
 _DONE = object()
+_LIVE: weakref.WeakSet[Prefetcher[object]] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    """Stops producer threads still running at exit (an iteration left unfinished).
+
+    A daemon thread killed while inside JAX (a transfer) aborts the interpreter.
+    """
+    for prefetcher in list(_LIVE):
+        prefetcher.close()
 
 
 class Prefetcher(Generic[T]):
@@ -35,6 +48,7 @@ class Prefetcher(Generic[T]):
         if depth > 0:
             self._thread = threading.Thread(target=self._produce, daemon=True, name="feedax")
             self._thread.start()
+            _LIVE.add(self)
 
     def _put(self, item: object) -> bool:
         while not self._stop.is_set():

@@ -10,8 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
+
+from feedax.bench import _augment
 from feedax.bench._config import CifarConfig, JpegConfig, TokensConfig
-from feedax.bench._data import Bundle
+from feedax.bench._data import Bundle, jpeg_bytes
 
 
 def w1(data: Bundle, cfg: CifarConfig) -> Iterator[dict[str, Any]]:
@@ -36,9 +39,56 @@ def w1(data: Bundle, cfg: CifarConfig) -> Iterator[dict[str, Any]]:
     return iter(pipe)
 
 
+class _DecodeCrop:
+    """Host stage of W2: decode, then random-resized-crop to the output size.
+
+    Decoding uses simplejpeg (libjpeg-turbo) when installed, else PIL; the crop and the
+    bilinear resize run in PIL's C code. Both release the GIL, so threads scale. The crop
+    box is drawn from the record's own generator (keyed by seed, epoch and index).
+    """
+
+    def __init__(self, cfg: JpegConfig) -> None:
+        self.cfg = cfg
+
+    def __call__(self, record: dict[str, Any], ctx: Any) -> dict[str, Any]:
+        from PIL import Image
+
+        data = record["jpeg"]
+        try:
+            import simplejpeg
+
+            img = Image.fromarray(simplejpeg.decode_jpeg(data, colorspace="RGB"))
+        except ImportError:
+            img = _augment.decode_jpeg(data)
+        s = self.cfg.out_size
+        x0, y0, w, h = _augment.rrc_box(ctx.rng().random(4), img.height, img.width, self.cfg)
+        img = img.resize((s, s), Image.Resampling.BILINEAR, box=(x0, y0, x0 + w, y0 + h))
+        return {"image": np.asarray(img), "label": record["label"]}
+
+
 def w2(data: Bundle, cfg: JpegConfig) -> Iterator[dict[str, Any]]:
-    """W2: needs the feedax host stage (JPEG decode in workers); not built yet."""
-    raise NotImplementedError("feedax host stage (JPEG decode) is not built yet")
+    """W2: JPEG decode + random-resized crop in host threads; flip + normalise on device."""
+    from flax import nnx
+
+    import feedax as fx
+
+    jpegs = np.empty(len(data), dtype=object)
+    for i in range(len(data)):
+        jpegs[i] = jpeg_bytes(data, i)
+    src = fx.ArraySource({"jpeg": jpegs, "label": data["labels"]})
+    rngs = nnx.Rngs(augment=cfg.seed)
+    host = fx.HostMap(_DecodeCrop(cfg), workers=max(cfg.workers, 2), rngs=rngs)
+    ops = [fx.RandomFlip(p=cfg.flip_p, rngs=rngs), fx.Normalize(cfg.mean, cfg.std)]
+    pipe = fx.Pipeline(
+        src,
+        ops,
+        batch_size=cfg.batch_size,
+        shuffle=cfg.shuffle,
+        seed=cfg.seed,
+        drop_remainder=True,
+        host=host,
+    )
+    return iter(pipe)
 
 
 def w3(data: Bundle, cfg: TokensConfig) -> Iterator[dict[str, Any]]:
