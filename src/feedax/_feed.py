@@ -118,20 +118,27 @@ def replicated(sharding: jax.sharding.Sharding | None, state: Any) -> Any:
     eight) would otherwise not be usable with this pipeline's batches.
     """
     if sharding is None:
-        return jax.tree.map(_uncommitted, state)
+        return jax.tree.map(lambda x: _placed(x, None), state)
     if isinstance(sharding, jax.sharding.NamedSharding):
         sharding = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
-    return jax.device_put(state, sharding)
+    return jax.tree.map(lambda x: _placed(x, sharding), state)
 
 
-def _uncommitted(x: Any) -> Any:
-    """``x`` moved to the default device without committing it there."""
-    if not isinstance(x, jax.Array) or not x.committed:
+def _placed(x: Any, sharding: jax.sharding.Sharding | None) -> Any:
+    """``x`` replicated on ``sharding`` (possibly spanning processes), or uncommitted."""
+    if not isinstance(x, jax.Array):
         return x
-    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-        data = jax.device_put(np.asarray(jax.random.key_data(x)))
-        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
-    return jax.device_put(np.asarray(x))
+    if (not x.committed) if sharding is None else x.sharding == sharding:
+        return x  # already in place
+    key = jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+    value = np.asarray(jax.random.key_data(x) if key else x)
+    if sharding is None:
+        placed = jax.device_put(value)
+    else:
+        # Every process holds the same value; this builds the global replicated array even
+        # when the sharding spans devices of other processes (device_put cannot).
+        placed = jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
+    return jax.random.wrap_key_data(placed, impl=jax.random.key_impl(x)) if key else placed
 
 
 def local_rows(sharding: jax.sharding.Sharding, batch_size: int) -> tuple[int, int]:

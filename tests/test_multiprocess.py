@@ -1,0 +1,86 @@
+"""Invariant 6 for real: several processes with jax.distributed on 127.0.0.1 (gloo)."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import host, make_pipeline
+from flax import nnx
+
+WORKER = Path(__file__).parent / "multihost_worker.py"
+STEPS, SAVE_STEP = 10, 4  # 7 batches per epoch: crosses an epoch boundary
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("multihost")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(WORKER),
+                str(port),
+                str(i),
+                "2",
+                str(out / f"{i}.json"),
+                str(STEPS),
+                str(SAVE_STEP),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for i in range(2)
+    ]
+    logs = [p.communicate(timeout=300)[0].decode() for p in procs]
+    for p, log in zip(procs, logs, strict=True):
+        assert p.returncode == 0, log[-3000:]
+    return [json.loads((out / f"{i}.json").read_text()) for i in range(2)]
+
+
+def test_union_of_processes_is_the_single_process_batch(two_process_run):
+    assert all(r["devices"] == 4 for r in two_process_run)
+    single = make_pipeline(60, batch_size=8)
+    it = iter(single)
+    for step in range(STEPS):
+        expected = host(next(it))
+        rows = {}
+        for run in two_process_run:
+            part = run["records"][step]
+            assert not rows.keys() & part.keys(), "two processes produced the same row"
+            rows.update(part)
+        assert sorted(int(k) for k in rows) == list(range(8))
+        ids = [rows[str(r)][0] for r in range(8)]
+        np.testing.assert_array_equal(ids, expected["id"])
+        images = np.array([rows[str(r)][1] for r in range(8)])
+        # RunningNormalize reduces across processes: equal up to float rounding.
+        np.testing.assert_allclose(images, expected["image"].reshape(8, -1), atol=2e-3)
+
+
+def test_cursor_saved_on_two_processes_resumes_on_one(two_process_run):
+    saved = two_process_run[0]["saved"]
+    assert saved == two_process_run[1]["saved"]  # the cursor and statistics are global
+    reference = make_pipeline(60, batch_size=8)
+    it = iter(reference)
+    for _ in range(SAVE_STEP):
+        next(it)
+    assert saved["cursor"] == np.asarray(reference.cursor[...]).tolist()
+    np.testing.assert_allclose(saved["mean"], reference.operators[2].mean[...], rtol=1e-4)
+    one = make_pipeline(60, batch_size=8)
+    nnx.update(one, nnx.clone(nnx.state(reference)))
+    resumed = iter(one)
+    for _ in range(STEPS - SAVE_STEP):
+        np.testing.assert_array_equal(host(next(resumed))["id"], host(next(it))["id"])
