@@ -107,7 +107,9 @@ def test_pipeline_arguments_are_validated():
     src = fx.ArraySource({"image": make_images(10)})
     with pytest.raises(fx.PipelineError, match="source must be a feedax Source"):
         fx.Pipeline({"image": make_images(10)}, batch_size=2)
-    with pytest.raises(fx.PipelineError, match=r"operators\[0\] must be a feedax Operator or BatchOperator"):
+    with pytest.raises(
+        fx.PipelineError, match=r"operators\[0\] must be a feedax Operator or BatchOperator"
+    ):
         fx.Pipeline(src, [lambda r: r], batch_size=2)
     with pytest.raises(fx.PipelineError, match="prefetch must be an int >= 0"):
         fx.Pipeline(src, batch_size=2, prefetch=-1)
