@@ -19,6 +19,7 @@ def make_pipeline(
     seed: int = 0,
     drop_remainder: bool = True,
     augment: bool = True,
+    on_device: bool = False,
     **kwargs,
 ) -> fx.Pipeline:
     """A small pipeline whose records carry their own index in the field 'id'."""
@@ -28,7 +29,9 @@ def make_pipeline(
         if augment
         else []
     )
-    source = fx.ArraySource({"image": make_images(n), "id": np.arange(n, dtype=np.int32)})
+    source = fx.ArraySource(
+        {"image": make_images(n), "id": np.arange(n, dtype=np.int32)}, on_device=on_device
+    )
     return fx.Pipeline(
         source,
         ops,

@@ -38,7 +38,7 @@ def test_order_rejects_bad_positions():
     order = fx.EpochOrder(10, seed=0, epoch=0)
     with pytest.raises(IndexError, match=r"positions must lie in \[0, 10\)"):
         order(np.array([10]))
-    with pytest.raises(ValueError, match="at least one record"):
+    with pytest.raises(ValueError, match=r"1 to 2\*\*31 records"):
         fx.EpochOrder(0, seed=0, epoch=0)
 
 
@@ -49,3 +49,16 @@ def test_order_is_roughly_uniform():
         [fx.EpochOrder(n, seed=0, epoch=e)(np.array([0]))[0] for e in range(epochs)], minlength=n
     )
     assert counts.min() > epochs / n * 0.7 and counts.max() < epochs / n * 1.3
+
+
+@pytest.mark.parametrize("n", [1, 5, 1000, 50_000])
+def test_device_order_is_bit_identical_to_the_host_order(n):
+    import jax
+    import jax.numpy as jnp
+
+    from feedax._order import permute, round_keys
+
+    keys = round_keys(7, 3)
+    host = fx.EpochOrder(n, seed=7, epoch=3)(np.arange(n))
+    device = jax.jit(lambda p, k: permute(jnp, p, k, n))(jnp.arange(n, dtype=jnp.uint32), keys)
+    np.testing.assert_array_equal(np.asarray(device), host)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from feedax._context import BATCH_AXIS, RecordContext
 from feedax._operator import BatchOperator, Operator
+from feedax._order import permute
 
 AnyOperator = Operator | BatchOperator
 
@@ -70,6 +73,31 @@ def _vmap_run(
 _apply_jit = jax.jit(apply_batch, static_argnums=0)
 
 
+@functools.partial(jax.jit, static_argnums=(0, 6, 7, 8))
+def _gather_apply_jit(
+    graphdef: nnx.GraphDef[Any],
+    state: nnx.State,
+    columns: dict[str, jax.Array],
+    keys: jax.Array,
+    start: jax.Array,
+    epoch: jax.Array,
+    n: int,
+    layout: tuple[int, Any],
+    shuffle: bool,
+) -> tuple[dict[str, jax.Array], nnx.State, jax.Array, jax.Array]:
+    """Order, gather and operators in one program, for data held on the device."""
+    batch_size, sharding = layout
+    positions = start.astype(jnp.uint32) + jnp.arange(batch_size, dtype=jnp.uint32)
+    valid = positions < n
+    positions = jnp.where(valid, positions, positions % jnp.uint32(n))
+    indices = (permute(jnp, positions, keys, n) if shuffle else positions).astype(jnp.int32)
+    batch = {k: jnp.take(v, indices, axis=0) for k, v in columns.items()}
+    if sharding is not None:
+        batch, indices, valid = jax.lax.with_sharding_constraint((batch, indices, valid), sharding)
+    out, new_state = apply_batch(graphdef, state, batch, epoch, indices, valid)
+    return out, new_state, indices, valid
+
+
 class BoundOperators:
     """Operators prepared for repeated application: their graph is traversed once.
 
@@ -89,9 +117,35 @@ class BoundOperators:
     ) -> dict[str, jax.Array]:
         """Applies the operators to ``batch``; updates their state in place."""
         out, new_state = _apply_jit(self.graphdef, self.state, batch, epoch, indices, valid)
+        self._write_back(new_state)
+        return out
+
+    def gathered(
+        self,
+        columns: dict[str, jax.Array],
+        keys: np.ndarray,
+        start: int,
+        epoch: Any,
+        *,
+        n: int,
+        layout: tuple[int, Any],
+        shuffle: bool,
+    ) -> tuple[dict[str, jax.Array], jax.Array]:
+        """Gathers the batch at order ``start`` from ``columns`` and applies the operators.
+
+        One compiled call: order, gather and operators; returns the batch and its valid
+        mask. ``layout`` is ``(batch_size, sharding or None)``; ``keys`` are the epoch's order
+        keys (see ``feedax._order.round_keys``).
+        """
+        out, new_state, _, valid = _gather_apply_jit(
+            self.graphdef, self.state, columns, keys, np.int32(start), epoch, n, layout, shuffle
+        )
+        self._write_back(new_state)
+        return out, valid
+
+    def _write_back(self, new_state: nnx.State) -> None:
         for variable, value in zip(self.variables, jax.tree.leaves(new_state), strict=True):
             variable.set_value(value)
-        return out
 
 
 def apply_operators(

@@ -12,7 +12,7 @@ import numpy as np
 
 from feedax._errors import PipelineError
 from feedax._host import HostMap
-from feedax._order import EpochOrder
+from feedax._order import EpochOrder, round_keys
 from feedax._source import Source
 from feedax._workers import HostExecutor
 
@@ -44,6 +44,7 @@ class Feed:
     shuffle: bool
     sharding: jax.sharding.Sharding | None
     read_ahead: int
+    on_device: bool
 
     def _requests(self, plan: Iterator[Item]) -> Iterator[tuple[Any, np.ndarray, int]]:
         n = len(self.source)
@@ -61,7 +62,20 @@ class Feed:
     def __call__(
         self, plan: Iterator[Item]
     ) -> Iterator[tuple[Item, dict[str, jax.Array], HostTiming]]:
-        """Yields ``(item, device arrays, timing)`` for each planned batch, in order."""
+        """Yields ``(item, device arrays, timing)`` for each planned batch, in order.
+
+        For data held on the device nothing is read: the item carries the order keys and
+        the batch's first position, and the device step gathers the records itself.
+        """
+        if self.on_device:
+            keys: tuple[int, np.ndarray] | None = None
+            for epoch, start in plan:
+                began = time.perf_counter()
+                if keys is None or keys[0] != epoch:
+                    keys = (epoch, round_keys(self.seed, epoch))
+                arrays: dict[str, Any] = {"__start": start, "__keys": keys[1]}
+                yield (epoch, start), arrays, HostTiming(time.perf_counter() - began, 0.0)
+            return
         requests = self._requests(plan)
         done: Iterator[tuple[Any, dict[str, np.ndarray]]]
         if self.host is None:
@@ -91,6 +105,20 @@ class Feed:
             )
             for k, v in local.items()
         }
+
+
+class DeviceData:
+    """The on-device columns a pipeline gathers from, placed for its sharding.
+
+    A plain holder, so the arrays stay out of ``nnx.state`` (the data is never state).
+    """
+
+    def __init__(self, columns: dict[str, jax.Array], sharding: jax.sharding.Sharding | None):
+        if sharding is not None:
+            if isinstance(sharding, jax.sharding.NamedSharding):
+                sharding = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
+            columns = jax.device_put(columns, sharding)
+        self.columns = columns
 
 
 def auto_axes(sharding: jax.sharding.Sharding) -> jax.sharding.Sharding:

@@ -4,36 +4,97 @@ The order is a Feistel network over the smallest even-bit power-of-two domain th
 holds ``N``, restricted to ``[0, N)`` by cycle walking. It needs O(1) memory: the
 index at any position is computed directly, for a whole batch of positions at once,
 and no permutation array of size ``N`` is ever built.
+
+The same integer arithmetic (32-bit words) runs in NumPy on the host and in
+``jax.numpy`` inside a jitted function, with bit-identical results, so a pipeline whose
+data lives on the device computes its order there.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
 _MASK64 = (1 << 64) - 1
 _ROUNDS = 6
-
-
-def _mix64(z: np.ndarray) -> np.ndarray:
-    """The SplitMix64 finaliser: a fast, well-spread 64-bit hash (wrapping arithmetic)."""
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
+MAX_RECORDS = 1 << 31  # record indices are int32 on the device
 
 
 def _mix_int(z: int) -> int:
-    """`_mix64` for one Python integer, used to derive the round keys."""
+    """The SplitMix64 finaliser on a Python integer: derives the round keys."""
     z &= _MASK64
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
     return z ^ (z >> 31)
 
 
+def round_keys(seed: int, epoch: int) -> np.ndarray:
+    """The Feistel round keys of ``(seed, epoch)``: ``_ROUNDS`` uint32 words."""
+    base = _mix_int(_mix_int(seed + 0x9E3779B97F4A7C15) ^ _mix_int(epoch + 0x632BE59BD9B4E019))
+    keys = []
+    for _ in range(_ROUNDS):
+        base = _mix_int(base + 0x9E3779B97F4A7C15)
+        keys.append(base & 0xFFFFFFFF)
+    return np.array(keys, dtype=np.uint32)
+
+
+def half_bits(n: int) -> int:
+    """Bits of each Feistel half for ``n`` records (the domain is ``4**half_bits >= n``)."""
+    return max(1, ((n - 1).bit_length() + 1) // 2)
+
+
+# NumPy uint32 scalars: jax.numpy keeps their dtype too, so one set serves both.
+_S16, _S13 = np.uint32(16), np.uint32(13)
+_M1, _M2 = np.uint32(0x85EBCA6B), np.uint32(0xC2B2AE35)
+
+
+def _fmix32(z: Any) -> Any:
+    """MurmurHash3's 32-bit finaliser: a fast, well-spread hash (wrapping arithmetic)."""
+    z = (z ^ (z >> _S16)) * _M1
+    z = (z ^ (z >> _S13)) * _M2
+    return z ^ (z >> _S16)
+
+
+def feistel(xp: Any, x: Any, keys: Any, half: int) -> Any:
+    """One pass of the keyed Feistel bijection of ``[0, 4**half)`` on uint32 ``x``."""
+    shift, mask = np.uint32(half), np.uint32((1 << half) - 1)
+    left, right = x >> shift, x & mask
+    for r in range(_ROUNDS):
+        left, right = right, left ^ (_fmix32(right ^ keys[r]) & mask)
+    return (left << shift) | right
+
+
+def permute(xp: Any, positions: Any, keys: Any, n: int) -> Any:
+    """Record indices at ``positions`` (uint32, each in ``[0, n)``), by cycle walking.
+
+    Values that land outside ``[0, n)`` are encrypted again until they fall inside; each
+    walk follows its own cycle of the bijection, so the restriction is a bijection. The
+    domain is at most ``4n``, so few passes are needed. Works with NumPy (a Python loop)
+    and jax.numpy (``lax.while_loop``).
+    """
+    half = half_bits(n)
+    bound = np.uint32(n)
+    out = feistel(xp, positions, keys, half)
+    if xp is np:
+        outside = out >= bound
+        while outside.any():
+            out[outside] = feistel(np, out[outside], keys, half)
+            outside = out >= bound
+        return out
+    import jax
+
+    def walk(out: Any) -> Any:
+        return xp.where(out >= bound, feistel(xp, out, keys, half), out)
+
+    return jax.lax.while_loop(lambda out: (out >= bound).any(), walk, out)
+
+
 class EpochOrder:
     """The visiting order of one epoch: position -> record index, a bijection of ``[0, n)``.
 
     Args:
-      n: number of records, at least 1.
+      n: number of records, 1 to 2**31.
       seed: the shuffle seed.
       epoch: the epoch number; every epoch has its own permutation.
       shuffle: if False the order is the identity.
@@ -45,31 +106,12 @@ class EpochOrder:
     """
 
     def __init__(self, n: int, *, seed: int, epoch: int, shuffle: bool = True):
-        if n < 1:
-            raise ValueError(f"EpochOrder needs at least one record, got n={n}.")
+        if not 1 <= n <= MAX_RECORDS:
+            raise ValueError(f"EpochOrder needs 1 to 2**31 records, got n={n}.")
         self.n = n
         self.epoch = epoch
         self.shuffle = shuffle
-        # An even number of bits so both Feistel halves have the same width; the domain is
-        # then at most 4n, so cycle walking needs fewer than 4 passes on average.
-        bits = max(2, (n - 1).bit_length())
-        bits += bits % 2
-        self._half = bits // 2
-        self._mask = np.uint64((1 << self._half) - 1)
-        base = _mix_int(_mix_int(seed + 0x9E3779B97F4A7C15) ^ _mix_int(epoch + 0x632BE59BD9B4E019))
-        keys = []
-        for _ in range(_ROUNDS):
-            base = _mix_int(base + 0x9E3779B97F4A7C15)
-            keys.append(base)
-        self._keys = np.array(keys, dtype=np.uint64)
-
-    def _feistel(self, x: np.ndarray) -> np.ndarray:
-        half = np.uint64(self._half)
-        left = x >> half
-        right = x & self._mask
-        for key in self._keys:
-            left, right = right, left ^ (_mix64(right ^ key) & self._mask)
-        return (left << half) | right
+        self.keys = round_keys(seed, epoch)
 
     def __call__(self, positions: np.ndarray) -> np.ndarray:
         """Returns the record indices (int64) visited at ``positions`` (each in ``[0, n)``)."""
@@ -81,12 +123,4 @@ class EpochOrder:
             )
         if not self.shuffle:
             return positions.copy()
-        with np.errstate(over="ignore"):
-            out = self._feistel(positions.astype(np.uint64))
-            outside = out >= np.uint64(self.n)
-            # Cycle walking: re-encrypt values that fell outside [0, n) until they land in it.
-            # Each walk follows its own cycle of the bijection, so the restriction is a bijection.
-            while outside.any():
-                out[outside] = self._feistel(out[outside])
-                outside = out >= np.uint64(self.n)
-        return out.astype(np.int64)
+        return permute(np, positions.astype(np.uint32), self.keys, self.n).astype(np.int64)

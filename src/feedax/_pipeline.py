@@ -14,7 +14,7 @@ from flax import nnx
 
 from feedax._apply import AnyOperator, BoundOperators, apply_batch, apply_operators
 from feedax._errors import PipelineError, StateMismatchError
-from feedax._feed import Feed, auto_axes, local_rows, replicated
+from feedax._feed import DeviceData, Feed, auto_axes, local_rows, replicated
 from feedax._host import HostMap
 from feedax._operator import BatchOperator, Operator
 from feedax._prefetch import Prefetcher
@@ -146,6 +146,14 @@ class Pipeline(nnx.Module):
         self._device_sharding = None if sharding is None else auto_axes(sharding)
         self._rows = (0, batch_size) if sharding is None else local_rows(sharding, batch_size)
         self._signature = _signature(source, spec, host, self.operators, self.seed, self.shuffle)
+        columns = source.device_columns if host is None else None
+        if columns is not None and jax.process_count() > 1:
+            raise PipelineError(
+                f"Pipeline: source {source.name!r} keeps its data on the device (on_device=True), "
+                "which is supported in a single process only. Use on_device=False on several "
+                "hosts: each then reads only its own rows."
+            )
+        self._device_data = None if columns is None else DeviceData(columns, self._device_sharding)
         self._mode_version = 0
         self.cursor = Cursor(np.zeros(2, np.int64))
         self.signature = Signature(np.asarray(self._signature, np.int64))
@@ -247,6 +255,7 @@ class Pipeline(nnx.Module):
             shuffle=self.shuffle,
             sharding=self._device_sharding,
             read_ahead=max(self.prefetch, 1),
+            on_device=self._device_data is not None,
         )
 
     def _iterate(self, single_epoch: bool, times: StageTimes | None = None) -> Generator[Batch]:
@@ -336,8 +345,19 @@ class _Step:
             # (train/eval) changes the graph, so it is traversed again.
             self.call = BoundOperators(pipe.operators)
             self.version = pipe._mode_version
-        indices, valid = arrays.pop("__index"), arrays.pop("__valid")
-        out = self.call(arrays, np.int32(epoch), indices, valid)
+        if pipe._device_data is not None:
+            out, valid = self.call.gathered(
+                pipe._device_data.columns,
+                arrays["__keys"],
+                arrays["__start"],
+                np.int32(epoch),
+                n=len(pipe.source),
+                layout=(pipe.batch_size, pipe._device_sharding),
+                shuffle=pipe.shuffle,
+            )
+        else:
+            indices, valid = arrays.pop("__index"), arrays.pop("__valid")
+            out = self.call(arrays, np.int32(epoch), indices, valid)
         if not pipe.drop_remainder:
             out[VALID] = valid
         if pipe.sharding is not None and pipe._device_sharding is not pipe.sharding:

@@ -37,6 +37,11 @@ class Source(nnx.Module, abc.ABC):
     def read(self, indices: np.ndarray) -> Batch:
         """Returns the records at ``indices`` (int64, shape ``(k,)``), stacked per field."""
 
+    @property
+    def device_columns(self) -> dict[str, jax.Array] | None:
+        """All records as arrays on the device, if the source keeps them there; else None."""
+        return None
+
     def _check_indices(self, indices: np.ndarray) -> None:
         n = len(self)
         if indices.size and (indices.min() < 0 or indices.max() >= n):
@@ -50,8 +55,9 @@ class Source(nnx.Module, abc.ABC):
 class _Columns:
     """Holds a source's arrays outside NNX's state, so the data never enters a checkpoint."""
 
-    def __init__(self, columns: dict[str, np.ndarray]):
+    def __init__(self, columns: dict[str, np.ndarray], on_device: dict[str, jax.Array] | None):
         self.columns = columns
+        self.on_device = on_device
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}: {v.dtype}{list(v.shape)}" for k, v in self.columns.items())
@@ -64,9 +70,16 @@ class ArraySource(Source):
     Arrays are kept as given (NumPy arrays and memory maps are not copied); reading a
     batch is one vectorised gather per field.
 
+    With ``on_device=True`` a copy of the arrays is also placed on the default device once,
+    and a pipeline without a host stage then computes each batch entirely on the device:
+    order, gather and operators in one jitted call, with nothing read or transferred per
+    batch. Use it when the data fits in device memory (it is replicated on every device
+    of a sharded pipeline).
+
     Args:
       data: field name -> array; all arrays share their first dimension, the record count.
       name: a name used in error messages.
+      on_device: also keep the data on the device, for device-side batching.
 
     Example:
       >>> import numpy as np
@@ -75,7 +88,9 @@ class ArraySource(Source):
       (10, [3, 1])
     """
 
-    def __init__(self, data: Mapping[str, Any], *, name: str = "ArraySource"):
+    def __init__(
+        self, data: Mapping[str, Any], *, name: str = "ArraySource", on_device: bool = False
+    ):
         self.name = name
         if not isinstance(data, Mapping) or not data:
             raise SourceError(
@@ -102,7 +117,18 @@ class ArraySource(Source):
             )
         if next(iter(lengths.values())) == 0:
             raise SourceError(f"{name}: the source is empty (0 records). Pass at least one record.")
-        self._columns = _Columns(columns)
+        if on_device:
+            for field, array in columns.items():
+                if array.dtype == np.dtype(object) or array.dtype.kind in "SUV":
+                    raise SourceError(
+                        f"{name}: field {field!r} holds {array.dtype} values, which cannot live "
+                        "on the device. Use on_device=False and a host stage to decode them."
+                    )
+            device = {
+                k: jax.device_put(v.astype(jax.dtypes.canonicalize_dtype(v.dtype), copy=False))
+                for k, v in columns.items()
+            }
+        self._columns = _Columns(columns, device if on_device else None)
 
     def __len__(self) -> int:
         return len(next(iter(self._columns.columns.values())))
@@ -113,6 +139,11 @@ class ArraySource(Source):
         return {
             k: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for k, v in self._columns.columns.items()
         }
+
+    @property
+    def device_columns(self) -> dict[str, jax.Array] | None:
+        """The data on the device (``on_device=True``), else None."""
+        return self._columns.on_device
 
     def read(self, indices: np.ndarray) -> Batch:
         """Returns the records at ``indices`` stacked per field (one gather per field)."""
