@@ -155,3 +155,25 @@ def test_profile_names_every_stage_and_leaves_the_stream_alone():
     assert "bottleneck" in str(profile)
     after = nnx.state(pipe)
     np.testing.assert_array_equal(before["cursor"][...], after["cursor"][...])
+
+
+@pytest.mark.parametrize(("workers", "backend"), [(0, "thread"), (2, "thread"), (2, "process")])
+def test_sharded_host_stage_stream_equals_unsharded(workers, backend):
+    import jax
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    mesh = jax.make_mesh((4,), ("data",), devices=jax.devices()[:4])
+    stage = fx.HostMap(decode, workers=workers, backend=backend, rngs=nnx.Rngs(augment=5))
+    sharded = fx.Pipeline(
+        fx.ArraySource(raw_records(N), name="raw"),
+        [fx.RandomFlip(rngs=nnx.Rngs(augment=6))],
+        batch_size=8,
+        shuffle=True,
+        seed=1,
+        host=stage,
+        sharding=NamedSharding(mesh, P("data")),
+    )
+    for e, g in zip(stream(pipeline(workers=0), 7), stream(sharded, 7), strict=True):
+        for k in e:
+            np.testing.assert_array_equal(e[k], g[k], err_msg=k)

@@ -165,3 +165,11 @@ def test_mode_switch_takes_effect_in_a_running_iteration():
     pipe.train()
     next(it)
     assert int(norm.count[...]) == count + 1
+
+
+def test_apply_operators_leaves_the_callers_arrays_alive():
+    x = jnp.ones((4, 2, 2, 3))
+    ops = [fx.RandomFlip(rngs=nnx.Rngs(augment=0))]
+    for _ in range(2):  # would fail on a donated (deleted) buffer
+        fx.apply_operators(ops, {"image": x, "id": jnp.arange(4)}, indices=jnp.arange(4))
+    assert not x.is_deleted()

@@ -70,7 +70,21 @@ def _vmap_run(
     return out
 
 
-_apply_jit = jax.jit(apply_batch, static_argnums=0)
+def _apply_donating(
+    graphdef: nnx.GraphDef[Any],
+    state: nnx.State,
+    donated: dict[str, jax.Array],
+    kept: dict[str, jax.Array],
+    epoch: jax.Array,
+    indices: jax.Array,
+    valid: jax.Array,
+) -> tuple[dict[str, jax.Array], nnx.State]:
+    return apply_batch(graphdef, state, {**kept, **donated}, epoch, indices, valid)
+
+
+# The batch's buffers belong to the pipeline and are not used after the step, so those
+# that can hold an output (same shape and dtype) are donated to it.
+_apply_jit = jax.jit(_apply_donating, static_argnums=0, donate_argnums=2)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 6, 7, 8))
@@ -103,20 +117,34 @@ class BoundOperators:
 
     Each call runs :func:`apply_batch` compiled (once per graph and batch shapes) on the
     operators' current state, then writes the state they changed (running statistics)
-    back into their Variables. Rebuild it after a change of structure or mode.
+    back into their Variables. Rebuild it after a change of structure or mode. Pipelines
+    pass ``donate=True``: their batches are used once.
     """
 
-    def __init__(self, operators: nnx.List[AnyOperator]):
+    def __init__(self, operators: nnx.List[AnyOperator], *, donate: bool = False):
         self.graphdef = nnx.graphdef(operators)
         # nnx.state returns the live Variables: each call reads their current values.
         self.state = nnx.state(operators)
         self.variables = jax.tree.leaves(self.state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+        self._donatable: frozenset[str] | None = None if donate else frozenset()
 
     def __call__(
         self, batch: dict[str, jax.Array], epoch: Any, indices: jax.Array, valid: jax.Array
     ) -> dict[str, jax.Array]:
-        """Applies the operators to ``batch``; updates their state in place."""
-        out, new_state = _apply_jit(self.graphdef, self.state, batch, epoch, indices, valid)
+        """Applies the operators to ``batch``; updates their state in place.
+
+        With ``donate=True`` the batch is consumed: buffers that can hold an output of the
+        same shape and dtype are reused for it.
+        """
+        if self._donatable is None:
+            outputs, _ = jax.eval_shape(
+                apply_batch, self.graphdef, self.state, batch, epoch, indices, valid
+            )
+            shapes = {(o.shape, o.dtype) for o in jax.tree.leaves(outputs)}
+            self._donatable = frozenset(k for k, v in batch.items() if (v.shape, v.dtype) in shapes)
+        donated = {k: v for k, v in batch.items() if k in self._donatable}
+        kept = {k: v for k, v in batch.items() if k not in self._donatable}
+        out, new_state = _apply_jit(self.graphdef, self.state, donated, kept, epoch, indices, valid)
         self._write_back(new_state)
         return out
 

@@ -343,7 +343,7 @@ class _Step:
         if self.version != pipe._mode_version:
             # Traversing the graph once saves about a millisecond per batch; a mode change
             # (train/eval) changes the graph, so it is traversed again.
-            self.call = BoundOperators(pipe.operators)
+            self.call = BoundOperators(pipe.operators, donate=True)
             self.version = pipe._mode_version
         if pipe._device_data is not None:
             out, valid = self.call.gathered(
