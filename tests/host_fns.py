@@ -38,3 +38,12 @@ def raw_records(n: int) -> dict[str, np.ndarray]:
     for i in range(n):
         raw[i] = ((np.arange(16) + i) % 256).astype(np.uint8).tobytes()
     return {"raw": raw, "id": np.arange(n, dtype=np.int32)}
+
+
+BAD = (3, 13, 27)
+
+
+def fails_on_several(record, ctx):
+    if ctx.index in BAD:
+        raise ValueError("corrupt payload")
+    return decode(record, ctx)

@@ -13,8 +13,9 @@ import numpy as np
 from feedax._errors import PipelineError
 from feedax._host import HostMap
 from feedax._order import EpochOrder, round_keys
+from feedax._skip import Planned, skipping_stream
 from feedax._source import Source
-from feedax._workers import HostExecutor
+from feedax._workers import HostExecutor, read_or_explain
 
 Item = tuple[int, int]
 """A planned batch: (epoch, position of its first record in the epoch's order)."""
@@ -45,6 +46,7 @@ class Feed:
     sharding: jax.sharding.Sharding | None
     read_ahead: int
     on_device: bool
+    drop_remainder: bool
 
     def _requests(self, plan: Iterator[Item]) -> Iterator[tuple[Any, np.ndarray, int]]:
         n = len(self.source)
@@ -79,7 +81,7 @@ class Feed:
         requests = self._requests(plan)
         done: Iterator[tuple[Any, dict[str, np.ndarray]]]
         if self.host is None:
-            done = ((key, self.source.read(indices)) for key, indices, _ in requests)
+            done = ((key, read_or_explain(self.source, indices)) for key, indices, _ in requests)
         else:
             executor = HostExecutor(self.host, self.source, self.spec, read_ahead=self.read_ahead)
             done = executor.map(requests)
@@ -89,6 +91,17 @@ class Feed:
             records["__valid"] = valid
             arrays = self._put(records)
             yield item, arrays, HostTiming(read_done - started, time.perf_counter() - read_done)
+
+    def skipping(
+        self, epoch: int, start: int
+    ) -> Iterator[tuple[Planned, dict[str, jax.Array], HostTiming]]:
+        """Like ``__call__`` under the skip policy: batches of good records from ``start``."""
+        began = time.perf_counter()
+        for planned, records in skipping_stream(self, epoch, start):
+            read_done = time.perf_counter()
+            arrays = self._put(records)
+            yield planned, arrays, HostTiming(read_done - began, time.perf_counter() - read_done)
+            began = time.perf_counter()
 
     def _put(self, records: dict[str, np.ndarray]) -> dict[str, jax.Array]:
         local = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Generator, Iterator, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +19,7 @@ from feedax._host import HostMap
 from feedax._operator import BatchOperator, Operator
 from feedax._prefetch import Prefetcher
 from feedax._profile import Profile, StageTimes
+from feedax._skip import Planned, SkipLog, record_skips
 from feedax._source import Source
 from feedax._state import Cursor, Signature
 
@@ -65,6 +66,13 @@ class Pipeline(nnx.Module):
         operators; see :class:`HostMap`.
       prefetch: batches read and transferred ahead in a background thread (0: none); the
         host stage also keeps this many batches in flight in its workers.
+      on_error: ``"raise"`` (default): a bad record (failed read or host stage, wrong
+        shape) raises an error naming it. ``"skip"``: it is left out and the batch is filled
+        with the next good records in the order, so batches stay full and the stream is
+        the same in every run; skipped indices are kept in the state
+        (``pipe.skipped_indices``). Single process only.
+      max_skip_fraction: under ``"skip"``, raise once more than this fraction of the
+        source's records have been skipped.
 
     Example:
       >>> import numpy as np, feedax as fx
@@ -88,6 +96,8 @@ class Pipeline(nnx.Module):
         sharding: jax.sharding.Sharding | None = None,
         host: HostMap | None = None,
         prefetch: int = 2,
+        on_error: Literal["raise", "skip"] = "raise",
+        max_skip_fraction: float = 0.01,
     ):
         if not isinstance(source, Source):
             raise PipelineError(
@@ -113,6 +123,18 @@ class Pipeline(nnx.Module):
             )
         if not isinstance(prefetch, int) or prefetch < 0:
             raise PipelineError(f"Pipeline: prefetch must be an int >= 0, got {prefetch!r}.")
+        if on_error not in ("raise", "skip"):
+            raise PipelineError(f"Pipeline: on_error must be 'raise' or 'skip', got {on_error!r}.")
+        if not 0.0 < max_skip_fraction <= 1.0:
+            raise PipelineError(
+                f"Pipeline: max_skip_fraction must lie in (0, 1], got {max_skip_fraction!r}."
+            )
+        if on_error == "skip" and (jax.process_count() > 1 or source.device_columns is not None):
+            raise PipelineError(
+                "Pipeline: on_error='skip' needs a single process reading from the host (which "
+                "records are skipped decides the batches); use on_error='raise' with several "
+                "processes or an on_device source."
+            )
         if host is not None and not isinstance(host, HostMap):
             raise PipelineError(
                 f"Pipeline: host must be an fx.HostMap, got {type(host).__name__}. Wrap your "
@@ -135,6 +157,8 @@ class Pipeline(nnx.Module):
         self.seed = int(seed)
         self.drop_remainder = bool(drop_remainder)
         self.prefetch = prefetch
+        self.on_error = on_error
+        self.max_skip_fraction = float(max_skip_fraction)
         if sharding is not None and not isinstance(
             sharding, jax.sharding.NamedSharding | jax.sharding.SingleDeviceSharding
         ):
@@ -145,7 +169,12 @@ class Pipeline(nnx.Module):
         self.sharding = sharding
         self._device_sharding = None if sharding is None else auto_axes(sharding)
         self._rows = (0, batch_size) if sharding is None else local_rows(sharding, batch_size)
-        self._signature = _signature(source, spec, host, self.operators, self.seed, self.shuffle)
+        self._signature = _signature(
+            source, spec, host, self.operators, self.seed, self.shuffle, on_error
+        )
+        if on_error == "skip":
+            capacity = int(max_skip_fraction * n)
+            self.skipped = SkipLog(np.full(capacity, -1, np.int64))
         columns = source.device_columns if host is None else None
         if columns is not None and jax.process_count() > 1:
             raise PipelineError(
@@ -182,6 +211,14 @@ class Pipeline(nnx.Module):
         if not self.drop_remainder:
             out[VALID] = valid
         return out
+
+    @property
+    def skipped_indices(self) -> list[int]:
+        """Indices of the records skipped as bad so far (``on_error="skip"``)."""
+        if self.on_error != "skip":
+            return []
+        log = np.asarray(self.skipped[...])
+        return log[log >= 0].tolist()
 
     @property
     def position(self) -> tuple[int, int]:
@@ -256,6 +293,7 @@ class Pipeline(nnx.Module):
             sharding=self._device_sharding,
             read_ahead=max(self.prefetch, 1),
             on_device=self._device_data is not None,
+            drop_remainder=self.drop_remainder,
         )
 
     def _iterate(self, single_epoch: bool, times: StageTimes | None = None) -> Generator[Batch]:
@@ -263,19 +301,40 @@ class Pipeline(nnx.Module):
             epoch, start = self._checked_cursor()
             nnx.update(self.operators, replicated(self._device_sharding, nnx.state(self.operators)))
             step = _Step(self)
-            feed = self._feed()(self._plan(epoch, start))
+            first_epoch = epoch
+            feeder = self._feed()
+            feed = (
+                feeder.skipping(epoch, start)
+                if self.on_error == "skip"
+                else feeder(self._plan(epoch, start))
+            )
             with Prefetcher(feed, self.prefetch) as ready:
                 while True:
                     asked = time.perf_counter()
                     try:
-                        (epoch, start), arrays, host_times = next(ready)
+                        item, arrays, host_times = next(ready)
                     except StopIteration:
                         return
                     received = time.perf_counter()
+                    if isinstance(item, Planned):
+                        epoch, after, skipped = item.epoch, item.end, item.skipped
+                    else:
+                        epoch, after, skipped = item[0], item[1] + self.batch_size, ()
+                    if single_epoch and epoch != first_epoch:
+                        # Skipped records left too few for another batch: the epoch is over.
+                        self.cursor.set_value(np.asarray((first_epoch + 1, 0), np.int64))
+                        return
                     batch = step(epoch, arrays)
                     if times is not None:
                         times.add(received - asked, host_times, received, batch)
-                    after = start + self.batch_size
+                    if skipped:
+                        record_skips(
+                            self.skipped,
+                            skipped,
+                            n=len(self.source),
+                            limit=self.max_skip_fraction,
+                            name=self.source.name,
+                        )
                     cursor = (epoch, after) if self._has_batch(after) else (epoch + 1, 0)
                     # Replace, never write into, the array: snapshots of the state keep theirs.
                     self.cursor.set_value(np.asarray(cursor, np.int64))
@@ -383,10 +442,13 @@ def _signature(
     operators: Sequence[AnyOperator],
     seed: int,
     shuffle: bool,
+    on_error: str,
 ) -> int:
     ops = [(type(op).__qualname__, getattr(op, "field", None)) for op in operators]
     fields = sorted((k, v.shape, str(v.dtype)) for k, v in spec.items())
     stage = None if host is None else host.name
-    text = repr((type(source).__qualname__, len(source), fields, stage, seed, shuffle, ops))
+    text = repr(
+        (type(source).__qualname__, len(source), fields, stage, seed, shuffle, ops, on_error)
+    )
     digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little", signed=True)

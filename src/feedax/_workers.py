@@ -8,13 +8,13 @@ import functools
 import itertools
 import multiprocessing as mp
 from collections.abc import Iterator, Mapping
-from multiprocessing import resource_tracker, shared_memory
+from multiprocessing import shared_memory
 from typing import Any, TypeVar
 
 import jax
 import numpy as np
 
-from feedax._errors import HostStageError
+from feedax._errors import HostStageError, SourceError
 from feedax._host import HostContext, HostMap, HostRecord, call_host_fn, check_host_output
 
 T = TypeVar("T")
@@ -38,18 +38,82 @@ def _fill(
     epoch: int,
     training: bool,
     seed: int,
+    skip: bool,
 ) -> None:
-    """Reads and transforms the records ``indices[rows]`` into ``out[field][rows]``."""
-    records = source.read(indices[rows.start : rows.stop])
+    """Reads and transforms the records ``indices[rows]`` into ``out[field][rows]``.
+
+    With ``skip``, a record that fails to read or transform is marked ``out[OK][row] =
+    False`` instead of raising.
+    """
+    chunk = indices[rows.start : rows.stop]
+    records = read_checked(source, chunk) if skip else read_or_explain(source, chunk)
+    name = getattr(fn, "__qualname__", type(fn).__name__)
+    spec = {k: v for k, v in spec.items() if k != OK}
     for j, row in enumerate(rows):
         index = int(indices[row])
-        record = {k: v[j] for k, v in records.items()}
+        if skip and not records[OK][j]:
+            out[OK][row] = False
+            continue
+        record = {k: v[j] for k, v in records.items() if k != OK}
         ctx = HostContext(epoch, index, training, seed)
-        result = call_host_fn(fn, record, ctx, source_name=source.name)
-        name = getattr(fn, "__qualname__", type(fn).__name__)
-        check_host_output(result, spec, index=index, stage=name, source=source.name)
+        try:
+            result = call_host_fn(fn, record, ctx, source_name=source.name)
+            check_host_output(result, spec, index=index, stage=name, source=source.name)
+        except HostStageError:  # the skip policy: mark it, the batch is refilled later
+            if not skip:
+                raise
+            out[OK][row] = False
+            continue
         for field, value in result.items():
             out[field][row] = value
+        if skip:
+            out[OK][row] = True
+
+
+OK = "__ok"
+"""The field marking records read and transformed without error (skip policy)."""
+
+
+def read_or_explain(source: Any, indices: np.ndarray) -> dict[str, np.ndarray]:
+    """``source.read(indices)``; a failure is raised again naming the bad record."""
+    try:
+        return source.read(indices)
+    except Exception as error:
+        if isinstance(error, IndexError):
+            raise  # out-of-range indices: the source's message names them already
+        for index in indices:
+            try:
+                source.read(np.array([index]))
+            except Exception as cause:
+                raise SourceError(
+                    f"{source.name}: reading record index {int(index)} failed: "
+                    f"{type(cause).__name__}: {cause}. Fix or remove the record, or pass "
+                    "on_error='skip' to the Pipeline to skip bad records."
+                ) from cause
+        raise  # only the batch read fails: report it as it is
+
+
+def read_checked(source: Any, indices: np.ndarray) -> dict[str, np.ndarray]:
+    """``source.read(indices)`` plus an ``OK`` mask: a failing read is retried per record."""
+    try:
+        records = source.read(indices)
+        records[OK] = np.ones(len(indices), bool)
+        return records
+    except Exception:  # isolate the bad records; each is retried alone below
+        pass
+    rows: list[dict[str, Any] | None] = []
+    for index in indices:
+        try:
+            rows.append({k: v[0] for k, v in source.read(np.array([index])).items()})
+        except Exception:
+            rows.append(None)
+    good = next((r for r in rows if r is not None), None)
+    if good is None:
+        return {OK: np.zeros(len(indices), bool)}
+    filled = [good if r is None else r for r in rows]
+    out = {k: np.stack([r[k] for r in filled]) for k in good}
+    out[OK] = np.array([r is not None for r in rows])
+    return out
 
 
 class HostExecutor:
@@ -60,10 +124,15 @@ class HostExecutor:
     record index, and never hangs the pipeline.
     """
 
-    def __init__(self, stage: HostMap, source: Any, spec: Spec, *, read_ahead: int):
+    def __init__(
+        self, stage: HostMap, source: Any, spec: Spec, *, read_ahead: int, skip: bool = False
+    ):
         self.stage = stage
         self.source = source
+        self.skip = skip
         self.spec = dict(spec)
+        if skip:
+            self.spec[OK] = jax.ShapeDtypeStruct((), np.dtype(bool))
         self.read_ahead = max(1, read_ahead)
         self.training = not stage.deterministic
         self.seed = stage.seed()
@@ -94,7 +163,7 @@ class HostExecutor:
 
     def _submit(self, indices: np.ndarray, epoch: int) -> tuple[Any, Any, list[Any]]:
         out, shared = self._alloc(len(indices))
-        args = (indices, epoch, self.training, self.seed)
+        args = (indices, epoch, self.training, self.seed, self.skip)
         pieces = _chunks(len(indices), self.stage.workers or 1)
         if self._pool is None:
             # Without workers nothing runs ahead: the batch is filled when collected, so an
@@ -189,9 +258,8 @@ def _fill_shared(
     if name not in cache:
         while len(cache) >= 4:  # blocks in flight; older ones were freed by the parent
             cache.pop(next(iter(cache))).close()
-        shm = shared_memory.SharedMemory(name=name)
-        # The parent owns the segment; stop this process's tracker from unlinking it.
-        resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
-        cache[name] = shm
+        # Spawned workers share the parent's resource tracker, and the parent unlinks the
+        # block once it has copied it out, so the worker only attaches and closes.
+        cache[name] = shared_memory.SharedMemory(name=name)
     out = _views(cache[name], layout)
     _fill(out, rows, _WORKER["source"], _WORKER["fn"], _WORKER["spec"], indices, *args)
