@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Generator, Iterator, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import jax
 import jax.numpy as jnp
@@ -319,7 +319,8 @@ class Pipeline(nnx.Module):
                     if isinstance(item, Planned):
                         epoch, after, skipped = item.epoch, item.end, item.skipped
                     else:
-                        epoch, after, skipped = item[0], item[1] + self.batch_size, ()
+                        epoch, start = cast(tuple[int, int], item)
+                        after, skipped = start + self.batch_size, ()
                     if single_epoch and epoch != first_epoch:
                         # Skipped records left too few for another batch: the epoch is over.
                         self.cursor.set_value(np.asarray((first_epoch + 1, 0), np.int64))

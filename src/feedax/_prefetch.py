@@ -48,7 +48,7 @@ class Prefetcher(Generic[T]):
         if depth > 0:
             self._thread = threading.Thread(target=self._produce, daemon=True, name="feedax")
             self._thread.start()
-            _LIVE.add(self)
+            _LIVE.add(cast(Prefetcher[object], self))
 
     def _put(self, item: object) -> bool:
         while not self._stop.is_set():

@@ -85,6 +85,8 @@ def read_or_explain(source: Any, indices: np.ndarray) -> dict[str, np.ndarray]:
             try:
                 source.read(np.array([index]))
             except Exception as cause:
+                if isinstance(cause, SourceError):
+                    raise  # the source named the record and the cause already
                 raise SourceError(
                     f"{source.name}: reading record index {int(index)} failed: "
                     f"{type(cause).__name__}: {cause}. Fix or remove the record, or pass "
@@ -166,6 +168,7 @@ class HostExecutor:
         args = (indices, epoch, self.training, self.seed, self.skip)
         pieces = _chunks(len(indices), self.stage.workers or 1)
         if self._pool is None:
+            assert out is not None  # only process workers use shared memory
             # Without workers nothing runs ahead: the batch is filled when collected, so an
             # error in a later batch never hides the batches before it.
             fill = (self.source, self.stage.fn, self.spec, *args)
