@@ -34,6 +34,8 @@ def apply_batch(
     ``BATCH_AXIS``; vmap rejects anything else.
     """
     operators = nnx.merge(graphdef, state)
+    # One epoch per record: a mixture's records each carry their own source's epoch.
+    epoch = jnp.broadcast_to(jnp.asarray(epoch, jnp.int32), indices.shape)
     runs: list[list[AnyOperator]] = []
     for op in operators:
         if isinstance(op, BatchOperator) or not runs or isinstance(runs[-1][0], BatchOperator):
@@ -57,15 +59,21 @@ def _vmap_run(
 ) -> dict[str, jax.Array]:
     graphdef, state = nnx.split(ops)
 
-    def one(state: nnx.State, record: dict[str, jax.Array], index: jax.Array, ok: jax.Array) -> Any:
+    def one(
+        state: nnx.State,
+        record: dict[str, jax.Array],
+        epoch: jax.Array,
+        index: jax.Array,
+        ok: jax.Array,
+    ) -> Any:
         run = nnx.merge(graphdef, state)
         ctx = RecordContext(epoch, index, ok)
         for op in run:
             record = op(record, ctx)
         return record, nnx.state(run)
 
-    vmapped = jax.vmap(one, in_axes=(None, 0, 0, 0), out_axes=(0, None), axis_name=BATCH_AXIS)
-    out, new_state = vmapped(state, batch, indices, valid)
+    vmapped = jax.vmap(one, in_axes=(None, 0, 0, 0, 0), out_axes=(0, None), axis_name=BATCH_AXIS)
+    out, new_state = vmapped(state, batch, epoch, indices, valid)
     nnx.update(ops, new_state)
     return out
 

@@ -16,7 +16,7 @@ class RecordContext:
     """The identity of one record, passed to operators next to the record.
 
     Attributes:
-      epoch: int32 scalar, the epoch being produced.
+      epoch: int32 scalar, the record's epoch (for a mixture, its own source's epoch).
       index: int32 scalar, the record's index in its source (its identity).
       valid: bool scalar, False for padding rows of the last batch of an epoch.
     """

@@ -12,7 +12,7 @@ import numpy as np
 
 from feedax._errors import PipelineError
 from feedax._host import HostMap
-from feedax._order import EpochOrder, round_keys
+from feedax._order import round_keys
 from feedax._skip import Planned, skipping_stream
 from feedax._source import Source
 from feedax._workers import HostExecutor, read_or_explain
@@ -47,19 +47,24 @@ class Feed:
     read_ahead: int
     on_device: bool
     drop_remainder: bool
+    delivered: int
 
     def _requests(self, plan: Iterator[Item]) -> Iterator[tuple[Any, np.ndarray, int]]:
         n = len(self.source)
         lo, hi = self.rows
-        order: EpochOrder | None = None
         for epoch, start in plan:
-            if order is None or order.epoch != epoch:
-                order = EpochOrder(n, seed=self.seed, epoch=epoch, shuffle=self.shuffle)
+            began = time.perf_counter()
             positions = np.arange(start + lo, start + hi, dtype=np.int64)
             valid = positions < n
             # Padding rows re-read real records (masked invalid): every row has a record's shape.
-            indices = order(np.where(valid, positions, positions % n))
-            yield ((epoch, start), indices, valid, time.perf_counter()), indices, epoch
+            indices, epochs = self.source.locate(
+                epoch,
+                np.where(valid, positions, positions % n),
+                seed=self.seed,
+                shuffle=self.shuffle,
+                delivered=self.delivered,
+            )
+            yield ((epoch, start), indices, valid, epochs, began), indices, epoch
 
     def __call__(
         self, plan: Iterator[Item]
@@ -85,10 +90,12 @@ class Feed:
         else:
             executor = HostExecutor(self.host, self.source, self.spec, read_ahead=self.read_ahead)
             done = executor.map(requests)
-        for (item, indices, valid, started), records in done:
+        for (item, indices, valid, epochs, started), records in done:
             read_done = time.perf_counter()
             records["__index"] = indices.astype(np.int32)
             records["__valid"] = valid
+            if epochs is not None:
+                records["__epoch"] = epochs.astype(np.int32)
             arrays = self._put(records)
             yield item, arrays, HostTiming(read_done - started, time.perf_counter() - read_done)
 

@@ -129,8 +129,9 @@ class BatchOperator(nnx.Module, abc.ABC):
     @staticmethod
     def record_keys(stream_key: jax.Array, ctx: RecordContext) -> jax.Array:
         """One key per record of the batch, from (stream, epoch, record index) only."""
-        return jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(stream_key, ctx.epoch), i))(
-            ctx.index
+        epochs = jnp.broadcast_to(ctx.epoch, ctx.index.shape)
+        return jax.vmap(lambda e, i: jax.random.fold_in(jax.random.fold_in(stream_key, e), i))(
+            epochs, ctx.index
         )
 
 

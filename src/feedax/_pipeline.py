@@ -294,6 +294,7 @@ class Pipeline(nnx.Module):
             read_ahead=max(self.prefetch, 1),
             on_device=self._device_data is not None,
             drop_remainder=self.drop_remainder,
+            delivered=min(self.steps_per_epoch * self.batch_size, len(self.source)),
         )
 
     def _iterate(self, single_epoch: bool, times: StageTimes | None = None) -> Generator[Batch]:
@@ -417,7 +418,8 @@ class _Step:
             )
         else:
             indices, valid = arrays.pop("__index"), arrays.pop("__valid")
-            out = self.call(arrays, np.int32(epoch), indices, valid)
+            epochs = arrays.pop("__epoch", np.int32(epoch))
+            out = self.call(arrays, epochs, indices, valid)
         if not pipe.drop_remainder:
             out[VALID] = valid
         if pipe.sharding is not None and pipe._device_sharding is not pipe.sharding:

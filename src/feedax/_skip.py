@@ -10,7 +10,6 @@ import numpy as np
 from flax import nnx
 
 from feedax._errors import SourceError
-from feedax._order import EpochOrder
 from feedax._workers import OK, HostExecutor, read_checked
 
 
@@ -56,15 +55,7 @@ def skipping_stream(
         )
     try:
         while True:
-            order = EpochOrder(n, seed=feed.seed, epoch=epoch, shuffle=feed.shuffle)
-            requests = (
-                (
-                    (p, order(np.arange(p, min(p + size, n)))),
-                    order(np.arange(p, min(p + size, n))),
-                    epoch,
-                )
-                for p in range(start, n, size)
-            )
+            requests = _requests(feed, epoch, start)
             if executor is None:
                 chunks: Iterator[Any] = (
                     (key, read_checked(feed.source, i)) for key, i, _ in requests
@@ -74,12 +65,13 @@ def skipping_stream(
             rows: list[tuple[int, int, dict[str, Any]]] = []
             bad: list[tuple[int, int]] = []
             first = start
-            for (p, indices), records in chunks:
+            for (p, indices, epochs), records in chunks:
                 for j, index in enumerate(indices):
                     if records[OK][j]:
-                        rows.append(
-                            (p + j, int(index), {k: v[j] for k, v in records.items() if k != OK})
-                        )
+                        record = {k: v[j] for k, v in records.items() if k != OK}
+                        if epochs is not None:
+                            record["__epoch"] = epochs[j]
+                        rows.append((p + j, int(index), record))
                     else:
                         bad.append((p + j, int(index)))
                 while len(rows) >= size:
@@ -95,6 +87,17 @@ def skipping_stream(
     finally:
         if executor is not None:
             executor.close()
+
+
+def _requests(feed: Any, epoch: int, start: int) -> Iterator[tuple[Any, np.ndarray, int]]:
+    """Chunks of one batch of order positions, from ``start`` to the end of the epoch."""
+    n, size = len(feed.source), feed.batch_size
+    for p in range(start, n, size):
+        positions = np.arange(p, min(p + size, n))
+        indices, epochs = feed.source.locate(
+            epoch, positions, seed=feed.seed, shuffle=feed.shuffle, delivered=n
+        )
+        yield (p, indices, epochs), indices, epoch
 
 
 def _stack(rows: list[tuple[int, int, dict[str, Any]]], size: int) -> dict[str, np.ndarray]:

@@ -42,6 +42,20 @@ class Source(nnx.Module, abc.ABC):
         """All records as arrays on the device, if the source keeps them there; else None."""
         return None
 
+    def locate(
+        self, epoch: int, positions: np.ndarray, *, seed: int, shuffle: bool, delivered: int
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The records at ``positions`` of ``epoch``'s order, and each record's own epoch.
+
+        ``delivered`` is how many positions of each epoch the pipeline hands over (fewer
+        than ``len(self)`` when it drops a remainder). Returns ``(indices, epochs)``;
+        ``epochs`` is None when every record's epoch is ``epoch`` (all sources but
+        mixtures, whose sources each run their own epochs).
+        """
+        from feedax._order import EpochOrder
+
+        return EpochOrder(len(self), seed=seed, epoch=epoch, shuffle=shuffle)(positions), None
+
     def _check_indices(self, indices: np.ndarray) -> None:
         n = len(self)
         if indices.size and (indices.min() < 0 or indices.max() >= n):

@@ -1,0 +1,349 @@
+"""ArrayRecordSource: random access over ArrayRecord files, and a writer for them."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import jax
+import numpy as np
+
+from feedax._errors import SourceError
+from feedax._source import Batch, Source
+from feedax._sources._common import (
+    LazyHandles,
+    PathLike,
+    Spec,
+    check_spec,
+    empty_batch,
+    expand_paths,
+    fit_value,
+    group_by,
+    record_error,
+    require,
+    spec_of,
+    spec_repr,
+)
+from feedax._sources.codec import decode_record, encode_record
+
+Parser = Callable[[bytes], Mapping[str, Any]]
+
+_READER = "array_record.python.array_record_module"
+_RANDOM_ACCESS = "readahead_buffer_size:0"  # as Grain: no read-ahead for random access
+_FIX_FILE = "Re-write or re-download the file (or leave it out of the source's paths)."
+
+
+def _module(user: str) -> Any:
+    (module,) = require(["array_record", _READER], extra="arrayrecord", user=user)[1:]
+    return module
+
+
+class _Readers(LazyHandles):
+    """Files, their record counts and the parser; readers open on first use per process."""
+
+    _transient = ("lock", "readers")
+
+    def __init__(self, files: list[str], counts: list[int], parse: Parser, spec: Spec):
+        self.files = files
+        self.counts = counts
+        self.starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self.parse = parse
+        self.spec = spec
+        super().__init__()
+
+    def _reset(self) -> None:
+        super()._reset()
+        self.readers: dict[int, Any] = {}
+
+    def reader(self, file: int) -> Any:
+        reader = self.readers.get(file)
+        if reader is None:
+            with self.lock:
+                reader = self.readers.get(file)
+                if reader is None:
+                    module = _module("ArrayRecordSource")
+                    reader = module.ArrayRecordReader(
+                        self.files[file], _RANDOM_ACCESS, file_reader_buffer_size=32768
+                    )
+                    self.readers[file] = reader
+        return reader
+
+    def __repr__(self) -> str:
+        return f"ArrayRecordFiles({len(self.files)} files, {spec_repr(self.spec)})"
+
+
+class ArrayRecordSource(Source):
+    """Records in one or many ArrayRecord files, read by index with the ``array_record`` reader.
+
+    The files are concatenated in the order given (a glob pattern or a directory is
+    sorted), so record ``i`` of file ``k`` has index ``sum(len(files[:k])) + i``. A batch
+    is read with one call per file into the reader's C++ code, then each record is
+    parsed: by default with :func:`feedax.decode_record` (msgpack of NumPy arrays, as
+    written by :func:`write_array_record`), or by your ``parse(bytes) -> dict``. Files are
+    opened lazily in each process, so the source pickles to process workers as paths.
+
+    Every record is checked against ``element_spec`` (declared, or taken from record 0):
+    a missing field, another shape or dtype, a record that does not parse, or a file that
+    is truncated raises :class:`feedax.SourceError` naming the file and record index.
+    Fields not in a declared ``element_spec`` are ignored. ``bytes``/``str`` fields have
+    dtype ``object``; a host stage must turn them into arrays.
+
+    Args:
+      paths: a file, a glob pattern (``"data/train.array_record-*"``), a directory (its
+        files whose name contains ``array_record``), or a list of those.
+      parse: ``bytes -> dict`` of field -> value, for files you wrote another way. Must be
+        picklable (a module-level function) for process workers.
+      element_spec: the declared field -> ``jax.ShapeDtypeStruct`` of one record.
+      name: a name used in error messages.
+
+    Example:
+      >>> import numpy as np, tempfile, os, feedax as fx
+      >>> d = tempfile.mkdtemp()
+      >>> data = {"image": np.zeros((10, 4, 4, 3), np.uint8), "label": np.arange(10)}
+      >>> files = fx.write_array_record(os.path.join(d, "train.array_record"), data,
+      ...                               num_shards=2)
+      >>> src = fx.ArrayRecordSource(files)
+      >>> len(src), src.read(np.array([7, 2]))["label"].tolist()
+      (10, [7, 2])
+    """
+
+    def __init__(
+        self,
+        paths: PathLike | Iterable[PathLike],
+        *,
+        parse: Parser | None = None,
+        element_spec: Mapping[str, Any] | None = None,
+        name: str = "ArrayRecordSource",
+    ):
+        self.name = name
+        module = _module(name)
+        if parse is None:
+            require(["msgpack"], extra="arrayrecord", user=name)
+            parse = decode_record
+        elif not callable(parse):
+            raise SourceError(f"{name}: parse must be callable (bytes -> dict), got {parse!r}.")
+        files = expand_paths(paths, what="array_record", user=name)
+        counts: list[int] = []
+        for file in files:
+            start = sum(counts)
+            try:
+                reader = module.ArrayRecordReader(file, _RANDOM_ACCESS)
+                ok, count = reader.ok(), int(reader.num_records())
+                reader.close()
+                cause = "the reader found no valid footer"
+            except Exception as error:  # the reader raises RuntimeError on bad files
+                ok, cause = False, f"{type(error).__name__}: {error}"
+            if not ok:
+                raise SourceError(
+                    f"{name}: file {file!r} (records from index {start} on) is truncated or "
+                    f"corrupt: {cause}. {_FIX_FILE}"
+                )
+            counts.append(count)
+        if sum(counts) == 0:
+            raise SourceError(f"{name}: the files {files} hold 0 records. Write records first.")
+        store = _Readers(files, counts, parse, {})
+        self._files = store
+        if element_spec is not None:
+            store.spec = check_spec(element_spec, user=name)
+        else:
+            nonempty = next(k for k, count in enumerate(counts) if count)
+            first = self._parse(store.reader(nonempty).read([0])[0], 0, files[nonempty])
+            store.spec = {field: spec_of(value) for field, value in first.items()}
+            if not store.spec:
+                raise SourceError(f"{name}: record 0 has no fields. Records need >= 1 field.")
+
+    @property
+    def files(self) -> list[str]:
+        """The files, in index order."""
+        return list(self._files.files)
+
+    def __len__(self) -> int:
+        return int(self._files.starts[-1])
+
+    @property
+    def element_spec(self) -> dict[str, jax.ShapeDtypeStruct]:
+        """The shape and dtype of each field of one record (``object`` for bytes/str)."""
+        return dict(self._files.spec)
+
+    def read(self, indices: np.ndarray) -> Batch:
+        """Returns the records at ``indices``: one batched read per file, then parsing."""
+        indices = np.asarray(indices, dtype=np.int64)
+        self._check_indices(indices)
+        store = self._files
+        file_of = np.searchsorted(store.starts, indices, side="right") - 1
+        positions = indices - store.starts[file_of]
+        out = empty_batch(store.spec, len(indices))
+        for file, rows in group_by(file_of):
+            blobs = self._read_file(file, positions[rows], indices[rows])
+            for row, blob in zip(rows, blobs, strict=True):
+                index = int(indices[row])
+                self._put(out, int(row), self._parse(blob, index, store.files[file]), index, file)
+        return out
+
+    def _read_file(self, file: int, positions: np.ndarray, indices: np.ndarray) -> list[bytes]:
+        reader = self._files.reader(file)
+        try:
+            blobs: list[bytes] = reader.read(positions.tolist())
+            return blobs
+        except Exception:
+            pass
+        for position, index in zip(positions.tolist(), indices.tolist(), strict=True):
+            try:  # find the first bad record, to name it
+                reader.read([position])
+            except Exception as error:
+                raise record_error(
+                    self.name,
+                    index,
+                    self._files.files[file],
+                    f"the ArrayRecord reader failed: {type(error).__name__}: {error}",
+                    _FIX_FILE,
+                ) from error
+        raise record_error(
+            self.name, int(indices[0]), self._files.files[file], "a batched read failed", _FIX_FILE
+        )
+
+    def _parse(self, blob: bytes, index: int, file: str) -> Mapping[str, Any]:
+        try:
+            record = self._files.parse(blob)
+        except Exception as error:
+            raise record_error(
+                self.name,
+                index,
+                file,
+                f"the record ({len(blob)} bytes) does not parse: {type(error).__name__}: {error}",
+                "Check that parse= matches how the file was written (the default expects "
+                "feedax.write_array_record's msgpack records), or re-write the file.",
+            ) from error
+        if not isinstance(record, Mapping):
+            raise record_error(
+                self.name,
+                index,
+                file,
+                f"parse returned {type(record).__name__}, not a dict of field -> value",
+                "Make parse return a dict.",
+            )
+        return record
+
+    def _put(
+        self, out: dict[str, np.ndarray], row: int, record: Mapping[str, Any], index: int, file: int
+    ) -> None:
+        for field, want in self._files.spec.items():
+            if field not in record:
+                raise record_error(
+                    self.name,
+                    index,
+                    self._files.files[file],
+                    f"field {field!r} is missing (the record has {sorted(record)})",
+                    f"Every record needs the fields of element_spec ({spec_repr(self._files.spec)})"
+                    "; fix the record, or declare element_spec without the field.",
+                )
+            value, problem = fit_value(record[field], want)
+            if problem is not None:
+                raise record_error(
+                    self.name,
+                    index,
+                    self._files.files[file],
+                    f"field {field!r} {problem}",
+                    "Every record needs one shape and dtype per field; fix the record or "
+                    "resize it when writing.",
+                )
+            out[field][row] = value
+
+
+def write_array_record(
+    path: PathLike,
+    records: Mapping[str, Any] | Iterable[Mapping[str, Any] | bytes],
+    *,
+    num_shards: int = 1,
+    num_records: int | None = None,
+    encode: Callable[[Mapping[str, Any]], bytes] = encode_record,
+    options: str = "group_size:1",
+) -> list[str]:
+    """Writes records to ``num_shards`` ArrayRecord files; returns their paths in index order.
+
+    Record ``i`` of the input becomes record ``i`` of ``ArrayRecordSource(paths)``: the
+    shards hold contiguous, near-equal ranges. Records are encoded by ``encode``
+    (default :func:`feedax.encode_record`); a ``bytes`` record is written as is.
+
+    Args:
+      path: the output path. With ``{shard}`` / ``{num_shards}`` in it (e.g.
+        ``"out/train-{shard:05d}-of-{num_shards:05d}.array_record"``) it is formatted per
+        shard; otherwise ``-SSSSS-of-NNNNN`` is appended (the TFDS naming).
+      records: a dict of field -> array (one row per record), or an iterable of records
+        (dicts, or already encoded ``bytes``), read once, never held whole.
+      num_shards: how many files to write.
+      num_records: the number of records of an iterable without ``len()`` (needed to
+        split it into contiguous shards).
+      encode: ``record -> bytes``.
+      options: ArrayRecord writer options; ``group_size:1`` makes random reads fast.
+
+    Example:
+      >>> import numpy as np, tempfile, os, feedax as fx
+      >>> out = os.path.join(tempfile.mkdtemp(), "train.array_record")
+      >>> paths = fx.write_array_record(out, {"x": np.arange(10)}, num_shards=2)
+      >>> [os.path.basename(p) for p in paths]
+      ['train.array_record-00000-of-00002', 'train.array_record-00001-of-00002']
+    """
+    module = _module("write_array_record")
+    if not isinstance(num_shards, int) or num_shards < 1:
+        raise SourceError(
+            f"write_array_record: num_shards must be an int >= 1, got {num_shards!r}."
+        )
+    iterator, total = _records(records, num_records)
+    bounds = np.linspace(0, total, num_shards + 1).astype(np.int64)
+    template = os.fspath(path)
+    paths = []
+    for shard in range(num_shards):
+        if "{shard" in template or "{num_shards" in template:
+            name = template.format(shard=shard, num_shards=num_shards)
+        else:
+            name = f"{template}-{shard:05d}-of-{num_shards:05d}"
+        os.makedirs(os.path.dirname(os.path.abspath(name)), exist_ok=True)
+        writer = module.ArrayRecordWriter(name, options)
+        try:
+            count = int(bounds[shard + 1] - bounds[shard])
+            for record in itertools.islice(iterator, count):
+                writer.write(record if isinstance(record, bytes) else encode(record))
+                count -= 1
+        finally:
+            writer.close()
+        if count:
+            raise SourceError(
+                f"write_array_record: the records ran out {count} short of num_records={total}. "
+                "Pass the right num_records."
+            )
+        paths.append(name)
+    if next(iterator, None) is not None:
+        raise SourceError(
+            f"write_array_record: there are more records than num_records={total}; they were "
+            "not written. Pass the right num_records."
+        )
+    return paths
+
+
+def _records(
+    records: Mapping[str, Any] | Iterable[Mapping[str, Any] | bytes], num_records: int | None
+) -> tuple[Any, int]:
+    if isinstance(records, Mapping):
+        columns = {
+            k: np.asarray(v) if not isinstance(v, np.ndarray) else v for k, v in records.items()
+        }
+        lengths = {k: len(v) for k, v in columns.items()}
+        if not columns or len(set(lengths.values())) != 1:
+            raise SourceError(
+                f"write_array_record: a dict of arrays needs >= 1 field, all of the same length; "
+                f"got lengths {lengths}."
+            )
+        total = next(iter(lengths.values()))
+        rows = ({k: v[i] for k, v in columns.items()} for i in range(total))
+        return rows, total
+    if num_records is None:
+        if not hasattr(records, "__len__"):
+            raise SourceError(
+                "write_array_record: records is an iterable without len(); pass num_records= so "
+                "it can be split into contiguous shards."
+            )
+        num_records = len(records)  # type: ignore[arg-type]
+    return iter(records), int(num_records)

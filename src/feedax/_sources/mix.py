@@ -1,0 +1,155 @@
+"""Mix: a deterministic weighted interleave of several sources."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+from flax import nnx
+
+from feedax._errors import SourceError
+from feedax._order import EpochOrder
+from feedax._source import Batch, Source
+
+
+class Mix(Source):
+    """Interleaves sources in exact proportions, each source in its own epochs.
+
+    The mixed stream is a fixed schedule: slot ``g`` belongs to one source, chosen by
+    splitting the slots source by source with Bresenham's rule, so over any window of
+    ``m`` slots source ``s`` gets ``m * weights[s]`` of them up to a count of ``len(sources)``
+    (not sampling with replacement). Source ``s``'s ``k``-th slot takes the record at
+    position ``k % len(s)`` of ``s``'s own order for its epoch ``k // len(s)``: every record
+    of every source is visited once per its epoch, and a small, heavily weighted source
+    simply runs more epochs. Records are identified by ``offset of s + index in s``, and
+    carry their source's epoch, so per-record augmentation keys differ between sources
+    and between a source's epochs.
+
+    One epoch of a pipeline over a Mix is ``len(mix) = sum of the sources' lengths``
+    slots (less a dropped remainder, which is not skipped in any source). The pipeline's ``shuffle`` and ``seed`` shuffle each source within its epochs
+    (with a seed of its own); the interleave itself is fixed, so the proportions hold in
+    every window of the stream. The cursor is the slot, so a mixed stream resumes exactly.
+
+    Args:
+      sources: the sources; their records must have the same fields, shapes and dtypes.
+      weights: relative proportions (positive); default: proportional to the lengths.
+      name: a name used in error messages.
+
+    Example:
+      >>> import numpy as np, feedax as fx
+      >>> a = fx.ArraySource({"x": np.zeros(100, np.int32)})
+      >>> b = fx.ArraySource({"x": np.ones(10, np.int32)})
+      >>> pipe = fx.Pipeline(fx.Mix([a, b], weights=[3, 1]), batch_size=8)
+      >>> np.asarray(next(pipe.epoch())["x"]).tolist()
+      [0, 0, 1, 0, 0, 0, 1, 0]
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[Source],
+        weights: Sequence[float] | None = None,
+        *,
+        name: str = "Mix",
+    ):
+        self.name = name
+        sources = list(sources)
+        if not sources or not all(isinstance(s, Source) for s in sources):
+            raise SourceError(
+                f"{name}: expected a non-empty list of feedax Sources, got {sources!r:.120}."
+            )
+        spec = sources[0].element_spec
+        for s in sources[1:]:
+            if s.element_spec != spec:
+                raise SourceError(
+                    f"{name}: source {s.name!r} has records {s.element_spec}, but "
+                    f"{sources[0].name!r} has {spec}. Mixed sources need the same fields, shapes "
+                    "and dtypes: convert them first (or decode to one shape in a host stage)."
+                )
+        lengths = [len(s) for s in sources]
+        raw = lengths if weights is None else list(weights)
+        if len(raw) != len(sources) or not all(float(w) > 0 for w in raw):
+            raise SourceError(
+                f"{name}: weights must be one positive number per source ({len(sources)}), got "
+                f"{weights!r}."
+            )
+        total = float(sum(raw))
+        self.weights = tuple(float(w) / total for w in raw)
+        self.sources = nnx.List(sources)
+        self._lengths = tuple(lengths)
+        self._offsets = tuple(int(o) for o in np.cumsum([0, *lengths]))
+        # The share of each source among itself and the sources after it: the chain of
+        # two-way splits that assigns the slots.
+        tail = np.cumsum(self.weights[::-1])[::-1]
+        self._shares = tuple(float(w / t) for w, t in zip(self.weights, tail, strict=True))
+
+    def __len__(self) -> int:
+        return self._offsets[-1]
+
+    @property
+    def element_spec(self) -> dict[str, jax.ShapeDtypeStruct]:
+        """The shape and dtype of each field (the same for every mixed source)."""
+        return self.sources[0].element_spec
+
+    def assign(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each global slot: its source and how many earlier slots that source had."""
+        slots = np.asarray(slots, np.int64)
+        source = np.full(slots.shape, len(self._shares) - 1, np.int64)
+        count = slots.copy()  # the slot's rank among the slots not yet assigned
+        undecided = np.ones(slots.shape, bool)
+        for s, share in enumerate(self._shares[:-1]):
+            # Of the first h remaining slots, round(h * share) are source s's.
+            before = np.floor(count * share + 0.5).astype(np.int64)
+            mine = undecided & (np.floor((count + 1) * share + 0.5).astype(np.int64) > before)
+            source[mine] = s
+            count = np.where(mine, before, np.where(undecided, count - before, count))
+            undecided &= ~mine
+        return source, count
+
+    def locate(
+        self, epoch: int, positions: np.ndarray, *, seed: int, shuffle: bool, delivered: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Global record ids at ``positions`` of mix epoch ``epoch``, and their own epochs.
+
+        Slots are numbered over the positions the pipeline delivers, so a dropped
+        remainder never leaves a hole in any source's epochs.
+        """
+        source, count = self.assign(epoch * delivered + np.asarray(positions, np.int64))
+        ids = np.empty(source.shape, np.int64)
+        epochs = np.empty(source.shape, np.int64)
+        for s, length in enumerate(self._lengths):
+            mine = source == s
+            if not mine.any():
+                continue
+            own_epoch, position = np.divmod(count[mine], length)
+            found = np.empty(position.shape, np.int64)
+            for e in np.unique(own_epoch):
+                at = own_epoch == e
+                order = EpochOrder(
+                    length, seed=_source_seed(seed, s), epoch=int(e), shuffle=shuffle
+                )
+                found[at] = order(position[at])
+            ids[mine] = self._offsets[s] + found
+            epochs[mine] = own_epoch
+        return ids, epochs
+
+    def read(self, indices: np.ndarray) -> Batch:
+        """Records by global id (``offset of the source + index in it``), in order."""
+        indices = np.asarray(indices, np.int64)
+        self._check_indices(indices)
+        which = np.searchsorted(self._offsets, indices, side="right") - 1
+        out: Batch | None = None
+        for s in np.unique(which):
+            at = np.flatnonzero(which == s)
+            part = self.sources[int(s)].read(indices[at] - self._offsets[s])
+            if out is None:
+                out = {k: np.empty((len(indices), *v.shape[1:]), v.dtype) for k, v in part.items()}
+            for k, v in part.items():
+                out[k][at] = v
+        assert out is not None
+        return out
+
+
+def _source_seed(seed: int, source: int) -> int:
+    """A seed of its own for each mixed source, so their orders are independent."""
+    return (seed * 0x9E3779B1 + 0x632BE5AB * (source + 1)) & 0x7FFFFFFFFFFFFFFF

@@ -1,0 +1,247 @@
+"""ParquetSource: random access by row over Parquet files, row groups cached (LRU)."""
+
+from __future__ import annotations
+
+import collections
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from feedax._errors import SourceError
+from feedax._source import Batch, Source
+from feedax._sources._arrow import RowError, column_to_numpy, fit_column
+from feedax._sources._common import (
+    LazyHandles,
+    PathLike,
+    Spec,
+    check_spec,
+    empty_batch,
+    expand_paths,
+    group_by,
+    record_error,
+    require,
+)
+
+Columns = dict[str, np.ndarray]
+
+
+def _modules(user: str) -> Any:
+    return require(["pyarrow", "pyarrow.parquet"], extra="parquet", user=user)[1]
+
+
+class _RowGroups(LazyHandles):
+    """Where each row group lives, plus per-process open files and decoded row groups."""
+
+    _transient = ("lock", "local", "cache")
+
+    def __init__(
+        self,
+        files: list[str],
+        groups: list[tuple[int, int]],
+        counts: list[int],
+        columns: list[str],
+        capacity: int,
+    ):
+        self.files = files
+        self.groups = groups  # global row group -> (file, row group in the file)
+        self.starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self.columns = columns
+        self.capacity = capacity
+        self.spec: Spec = {}
+        self.declared: Spec = {}
+        super().__init__()
+
+    def _reset(self) -> None:
+        super()._reset()
+        self.local = threading.local()  # one open ParquetFile per thread and file
+        self.cache: collections.OrderedDict[int, Columns] = collections.OrderedDict()
+
+    def open(self, file: int) -> Any:
+        handles = self.local.__dict__.setdefault("files", {})
+        if file not in handles:
+            handles[file] = _modules("ParquetSource").ParquetFile(self.files[file])
+        return handles[file]
+
+    def load(self, group: int, convert: Any) -> Columns:
+        """The decoded columns of a global row group, from the cache or read now."""
+        with self.lock:
+            columns = self.cache.get(group)
+            if columns is not None:
+                self.cache.move_to_end(group)
+                return columns
+        file, local = self.groups[group]
+        table = self.open(file).read_row_group(local, columns=self.columns)
+        columns = convert(table, group)
+        with self.lock:
+            self.cache[group] = columns
+            self.cache.move_to_end(group)
+            while len(self.cache) > self.capacity:
+                self.cache.popitem(last=False)
+        return columns
+
+    def __repr__(self) -> str:
+        return f"ParquetRowGroups({len(self.files)} files, {len(self.groups)} row groups)"
+
+
+class ParquetSource(Source):
+    """Rows of one or many Parquet files, read by index, a row group at a time.
+
+    Row ``i`` is found by cumulative row counts (files in the order given, then row
+    groups); a batch reads each row group it touches once, whole (Parquet's unit of
+    decompression), decodes it to NumPy and keeps the last ``cache_row_groups`` of them
+    per process (LRU). Shuffled access thus costs about one row-group read per record once
+    the dataset is much larger than the cache: write files with small row groups (e.g.
+    ``row_group_size=1000``) for random access, or read unshuffled.
+
+    Columns become fields: numbers as arrays, nested lists of fixed length as extra
+    dimensions, binary and string as ``object`` (a host stage must turn them into arrays).
+    Parquet has no tensor type: declare ``element_spec`` to reshape a flat list column
+    (e.g. 3072 values to ``(32, 32, 3)``). Every file must have the selected columns with
+    the same types; the schemas are checked when the source is built.
+
+    Args:
+      paths: a file, a glob pattern, a directory (its ``*.parquet`` files), or a list.
+      columns: the columns to read (default: all of the first file's).
+      element_spec: declared field -> ``jax.ShapeDtypeStruct`` for some or all columns;
+        the others are taken from row 0.
+      cache_row_groups: decoded row groups kept per process (memory: this many times the
+        decoded size of a row group).
+      name: a name used in error messages.
+
+    Example:
+      >>> import numpy as np, pyarrow as pa, pyarrow.parquet as pq, tempfile, os, feedax as fx
+      >>> path = os.path.join(tempfile.mkdtemp(), "train.parquet")
+      >>> pq.write_table(pa.table({"x": np.arange(10.0), "label": np.arange(10)}), path,
+      ...                row_group_size=4)
+      >>> src = fx.ParquetSource(path, columns=["label"])
+      >>> len(src), src.read(np.array([7, 2]))["label"].tolist()
+      (10, [7, 2])
+    """
+
+    def __init__(
+        self,
+        paths: PathLike | Iterable[PathLike],
+        columns: Sequence[str] | None = None,
+        *,
+        element_spec: Mapping[str, Any] | None = None,
+        cache_row_groups: int = 8,
+        name: str = "ParquetSource",
+    ):
+        self.name = name
+        pq = _modules(name)
+        if not isinstance(cache_row_groups, int) or cache_row_groups < 1:
+            raise SourceError(
+                f"{name}: cache_row_groups must be an int >= 1, got {cache_row_groups!r}."
+            )
+        files = expand_paths(paths, what=".parquet", user=name)
+        groups: list[tuple[int, int]] = []
+        counts: list[int] = []
+        schema0: Any = None
+        selected: list[str] = []
+        for k, file in enumerate(files):
+            try:
+                meta = pq.ParquetFile(file)
+                schema = meta.schema_arrow
+                sizes = [meta.metadata.row_group(g).num_rows for g in range(meta.num_row_groups)]
+            except Exception as error:
+                raise SourceError(
+                    f"{name}: cannot read the Parquet metadata of {file!r}: "
+                    f"{type(error).__name__}: {error}. The file is truncated or not Parquet; "
+                    "re-write or remove it."
+                ) from error
+            if schema0 is None:
+                schema0 = schema
+                selected = list(schema.names) if columns is None else [str(c) for c in columns]
+            self._check_schema(file, schema, schema0, selected, start=sum(counts))
+            groups += [(k, g) for g in range(len(sizes))]
+            counts += sizes
+        if sum(counts) == 0:
+            raise SourceError(f"{name}: the files {files} hold 0 rows. Pass non-empty files.")
+        store = _RowGroups(files, groups, counts, selected, cache_row_groups)
+        self._groups = store
+        if element_spec is not None:
+            store.declared = check_spec(element_spec, user=name)
+            unknown = sorted(set(store.declared) - set(selected))
+            if unknown:
+                raise SourceError(
+                    f"{name}: element_spec names fields {unknown} that are not among the selected "
+                    f"columns {selected}. Fix the names or add them to columns=."
+                )
+        first = int(np.searchsorted(store.starts, 0, side="right") - 1)
+        sample = store.load(first, self._convert)
+        store.spec = {f: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for f, v in sample.items()}
+
+    def _check_schema(
+        self, file: str, schema: Any, schema0: Any, columns: list[str], *, start: int
+    ) -> None:
+        for column in columns:
+            if schema.get_field_index(column) < 0:
+                raise SourceError(
+                    f"{self.name}: column {column!r} is missing from file {file!r} (records from "
+                    f"index {start} on); it has {schema.names}. Select existing columns with "
+                    "columns=, or fix the file."
+                )
+            want, got = schema0.field(column).type, schema.field(column).type
+            if got != want:
+                raise SourceError(
+                    f"{self.name}: column {column!r} of file {file!r} (records from index "
+                    f"{start} on) has type {got}, but {want} in the first file. Every file "
+                    "needs the same column types: re-write the file with the right type."
+                )
+
+    def _convert(self, table: Any, group: int) -> Columns:
+        store = self._groups
+        start = int(store.starts[group])
+        file = store.files[store.groups[group][0]]
+        out: Columns = {}
+        for column in store.columns:
+            try:
+                values = column_to_numpy(table.column(column))
+                want = store.declared.get(column, store.spec.get(column))
+                if want is not None:
+                    values = fit_column(values, want)
+            except RowError as error:
+                raise record_error(
+                    self.name,
+                    start + error.row,
+                    file,
+                    f"column {column!r} {error.cause}",
+                    "Fix the file, or declare the column's element_spec to match it.",
+                ) from error
+            out[column] = values
+        return out
+
+    @property
+    def files(self) -> list[str]:
+        """The files, in index order."""
+        return list(self._groups.files)
+
+    @property
+    def columns(self) -> list[str]:
+        """The selected columns (the record's fields)."""
+        return list(self._groups.columns)
+
+    def __len__(self) -> int:
+        return int(self._groups.starts[-1])
+
+    @property
+    def element_spec(self) -> dict[str, jax.ShapeDtypeStruct]:
+        """The shape and dtype of each field of one record (``object`` for binary/string)."""
+        return dict(self._groups.spec)
+
+    def read(self, indices: np.ndarray) -> Batch:
+        """Returns the rows at ``indices``: each row group touched is read (or cached) once."""
+        indices = np.asarray(indices, dtype=np.int64)
+        self._check_indices(indices)
+        store = self._groups
+        group_of = np.searchsorted(store.starts, indices, side="right") - 1
+        offsets = indices - store.starts[group_of]
+        out = empty_batch(store.spec, len(indices))
+        for group, rows in group_by(group_of):
+            columns = store.load(group, self._convert)
+            for field, values in columns.items():
+                out[field][rows] = values[offsets[rows]]
+        return out
