@@ -1,14 +1,17 @@
 """Tests of the benchmark harness (feedax.bench): every variant does the same work.
 
 Deterministic settings (no shuffle, crop from zero padding, flip p=0, full-image resize) must
-give equal values across variants; random settings must agree statistically. The harness
-itself is run end to end at a tiny size. No timing assertions.
+give equal values across variants; random settings must agree statistically. W2 and
+W2-folder (the same JPEGs as files on disk) run the same checks. The harness itself is run
+end to end at a tiny size. No timing assertions.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import pickle
 from collections.abc import Iterator
 from typing import Any
 
@@ -107,27 +110,33 @@ def test_w1_random_statistics(cache: str, variant: str) -> None:
 # ------------------------------------------------------------------------------ W2
 
 W2_VARIANTS = ["reference", "feedax", "grain"] + (["torch"] if HAS_TORCH else [])
+W2_WORKLOADS = ["w2", "w2folder"]
 
 
-def _w2(cache: str, **kw: Any) -> tuple[_data.Bundle, _config.JpegConfig]:
-    cfg = _config.JpegConfig(n=48, image_size=64, out_size=56, batch_size=16, shuffle=False, **kw)
+def _w2(cache: str, workload: str = "w2", **kw: Any) -> tuple[_data.Bundle, _config.JpegConfig]:
+    cfg = _config.WORKLOADS[workload].config_cls(
+        n=48, image_size=64, out_size=56, batch_size=16, shuffle=False, **kw
+    )
+    assert isinstance(cfg, _config.JpegConfig)
     return _data.ensure_data(cfg, cache), cfg
 
 
 def _w2_expected(data: _data.Bundle, cfg: _config.JpegConfig, n: int) -> np.ndarray:
     """Full-image bilinear resize with PIL then normalise: the deterministic W2 output."""
     out = []
+    jpegs = _data.jpeg_records(data, cfg)
     for i in range(n):
-        img = _augment.decode_jpeg(_data.jpeg_bytes(data, i))
+        img = _augment.decode_jpeg(jpegs(i))
         img = img.resize((cfg.out_size, cfg.out_size), Image.Resampling.BILINEAR)
         out.append(np.asarray(img, np.float32))
     return (np.stack(out) - np.float32(cfg.mean)) / np.float32(cfg.std)
 
 
+@pytest.mark.parametrize("workload", W2_WORKLOADS)
 @pytest.mark.parametrize("variant", W2_VARIANTS)
-def test_w2_deterministic_values_close(cache: str, variant: str) -> None:
-    data, cfg = _w2(cache, scale=(1.0, 1.0), ratio=(1.0, 1.0), flip_p=0.0)
-    (b,) = take(variant, "w2", data, cfg, 1)
+def test_w2_deterministic_values_close(cache: str, variant: str, workload: str) -> None:
+    data, cfg = _w2(cache, workload, scale=(1.0, 1.0), ratio=(1.0, 1.0), flip_p=0.0)
+    (b,) = take(variant, workload, data, cfg, 1)
     assert b["image"].shape == (16, 56, 56, 3) and b["image"].dtype == np.float32
     np.testing.assert_array_equal(b["label"], data["labels"][:16])
     diff = np.abs(b["image"] - _w2_expected(data, cfg, 16)) * np.float32(cfg.std)
@@ -135,10 +144,11 @@ def test_w2_deterministic_values_close(cache: str, variant: str) -> None:
     assert diff.mean() < 0.5
 
 
+@pytest.mark.parametrize("workload", W2_WORKLOADS)
 @pytest.mark.parametrize("variant", W2_VARIANTS)
-def test_w2_random_statistics(cache: str, variant: str) -> None:
-    data, cfg = _w2(cache, scale=(1.0, 1.0), ratio=(1.0, 1.0))  # flip p=0.5 only
-    batches = take(variant, "w2", data, cfg, 3)
+def test_w2_random_statistics(cache: str, variant: str, workload: str) -> None:
+    data, cfg = _w2(cache, workload, scale=(1.0, 1.0), ratio=(1.0, 1.0))  # flip p=0.5 only
+    batches = take(variant, workload, data, cfg, 3)
     got = np.concatenate([b["image"] for b in batches])
     want = _w2_expected(data, cfg, len(got))
     same = np.abs(got - want).max(axis=(1, 2, 3)) * min(cfg.std) <= 1.01
@@ -146,10 +156,48 @@ def test_w2_random_statistics(cache: str, variant: str) -> None:
     assert np.all(same | flipped)
     assert 0.2 < flipped.mean() < 0.8  # 48 draws of p=0.5
     # Random-resized crops: outputs differ from the full-image resize, values stay sane.
-    data, cfg = _w2(cache)
-    (b,) = take(variant, "w2", data, cfg, 1)
+    data, cfg = _w2(cache, workload)
+    (b,) = take(variant, workload, data, cfg, 1)
     assert np.isfinite(b["image"]).all()
     assert np.abs(b["image"] - want[:16]).max(axis=(1, 2, 3)).min() > 0.05
+
+
+def test_w2folder_files_are_the_w2_jpegs_labelled_by_folder(cache: str) -> None:
+    import feedax as fx
+
+    data, cfg = _w2(cache, "w2folder")
+    assert isinstance(cfg, _config.JpegFolderConfig) and cfg.classes == 10
+    w2 = _data.ensure_data(_config.JpegConfig(n=48, image_size=64, out_size=56), cache)
+    folders = sorted(e.name for e in os.scandir(data.path) if e.is_dir())
+    assert folders == [f"class_{k:02d}" for k in range(10)]
+    files = _data.JpegFiles(data.path)
+    assert len(files) == len(data) == 48
+    labels = files.labels
+    assert labels.dtype == np.int32
+    np.testing.assert_array_equal(labels, data["labels"])
+    np.testing.assert_array_equal(labels, np.arange(48) * 10 // 48)  # sorted by folder
+    assert np.all(np.diff(labels) >= 0) and np.bincount(labels).min() >= 4
+    for i, path in enumerate(files.paths):
+        assert os.path.basename(os.path.dirname(path)) == folders[labels[i]]
+        assert os.path.basename(path) == f"{i:05d}.jpg"
+        assert files(i) == _data.jpeg_bytes(w2, i)  # byte for byte the W2 data
+    # feedax's ImageFolderSource lists the same files with the same labels.
+    src = fx.ImageFolderSource(data.path)
+    assert src.classes == folders
+    got = src.read(np.arange(48))
+    assert list(got["path"]) == files.paths
+    np.testing.assert_array_equal(got["label"], labels)
+    # Cached: a second call reuses the folder; JpegFiles pickles as paths.
+    stamp = os.stat(files.paths[0]).st_mtime_ns
+    assert _data.ensure_data(cfg, cache).path == data.path
+    assert os.stat(files.paths[0]).st_mtime_ns == stamp
+    assert pickle.loads(pickle.dumps(files))(5) == files(5)
+    from feedax.bench import _grain  # grain-mp pickles its source into spawned workers
+
+    record = pickle.loads(pickle.dumps(_grain._JpegSource(files)))[5]
+    assert record["jpeg"] == files(5) and record["label"] == labels[5]
+    with pytest.raises(TypeError, match="files"):
+        _data.generate(cfg)
 
 
 def test_feedax_unbuilt_workloads_are_not_implemented(cache: str) -> None:
@@ -255,6 +303,9 @@ def test_config_roundtrip_and_cli_errors() -> None:
     )
     args = build_parser().parse_args(["-w", "w1,w3", "-r", "2", "--peers", "grain"])
     assert args.workloads == ["w1", "w3"] and args.peers == ["grain"]
+    assert build_parser().parse_args([]).workloads == ["w1", "w2", "w2folder", "w3"]
+    folder = _config.JpegFolderConfig(n=7, classes=3)
+    assert _config.config_from_dict("w2folder", _config.config_to_dict(folder)) == folder
     with pytest.raises(SystemExit):
         main(["-w", "w9", "-o", "unused"])
     with pytest.raises(ValueError, match="unknown variant"):

@@ -14,7 +14,7 @@ from feedax._errors import PipelineError
 from feedax._host import HostMap
 from feedax._order import round_keys
 from feedax._skip import Planned, skipping_stream
-from feedax._source import Source
+from feedax._stream import stream_batches
 from feedax._workers import HostExecutor, read_or_explain
 
 Item = tuple[int, int]
@@ -36,7 +36,7 @@ class Feed:
     Used from the pipeline's producer thread; one Feed serves one iteration.
     """
 
-    source: Source
+    source: Any
     host: HostMap | None
     spec: Mapping[str, jax.ShapeDtypeStruct]
     batch_size: int
@@ -105,6 +105,17 @@ class Feed:
         """Like ``__call__`` under the skip policy: batches of good records from ``start``."""
         began = time.perf_counter()
         for planned, records in skipping_stream(self, epoch, start):
+            read_done = time.perf_counter()
+            arrays = self._put(records)
+            yield planned, arrays, HostTiming(read_done - began, time.perf_counter() - read_done)
+            began = time.perf_counter()
+
+    def streaming(
+        self, epoch: int, start: int, window: int
+    ) -> Iterator[tuple[Planned, dict[str, jax.Array], HostTiming]]:
+        """Like ``__call__`` for a stream source: one pass per epoch, windowed shuffle."""
+        began = time.perf_counter()
+        for planned, records in stream_batches(self, epoch, start, window=window):
             read_done = time.perf_counter()
             arrays = self._put(records)
             yield planned, arrays, HostTiming(read_done - began, time.perf_counter() - read_done)

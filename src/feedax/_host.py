@@ -117,6 +117,8 @@ class HostMap(nnx.Module):
 
 def first_record(source: Any) -> dict[str, Any]:
     """Record 0 of ``source`` as field -> value."""
+    if hasattr(source, "first_record"):  # streams cannot be read by index
+        return source.first_record()
     batch = source.read(np.zeros(1, np.int64))
     return {k: v[0] for k, v in batch.items()}
 

@@ -22,6 +22,7 @@ from feedax._profile import Profile, StageTimes
 from feedax._skip import Planned, SkipLog, record_skips
 from feedax._source import Source
 from feedax._state import Cursor, Signature
+from feedax._stream import StreamSource
 
 Batch = dict[str, jax.Array]
 VALID = "valid"
@@ -73,6 +74,8 @@ class Pipeline(nnx.Module):
         (``pipe.skipped_indices``). Single process only.
       max_skip_fraction: under ``"skip"``, raise once more than this fraction of the
         source's records have been skipped.
+      shuffle_window: for a :class:`StreamSource`: shuffle within consecutive windows of
+        this many records (a bounded buffer whose state is the cursor); 0: stream order.
 
     Example:
       >>> import numpy as np, feedax as fx
@@ -98,12 +101,15 @@ class Pipeline(nnx.Module):
         prefetch: int = 2,
         on_error: Literal["raise", "skip"] = "raise",
         max_skip_fraction: float = 0.01,
+        shuffle_window: int = 0,
     ):
-        if not isinstance(source, Source):
+        if not isinstance(source, Source | StreamSource):
             raise PipelineError(
-                f"Pipeline: source must be a feedax Source (e.g. fx.ArraySource), got "
-                f"{type(source).__name__}."
+                f"Pipeline: source must be a feedax Source (e.g. fx.ArraySource) or "
+                f"StreamSource, got {type(source).__name__}."
             )
+        streaming = isinstance(source, StreamSource)
+        _check_stream_options(source, streaming, shuffle, shuffle_window, on_error, host)
         operators = list(operators)
         for i, op in enumerate(operators):
             if not isinstance(op, Operator | BatchOperator):
@@ -111,10 +117,10 @@ class Pipeline(nnx.Module):
                     f"Pipeline: operators[{i}] must be a feedax Operator or BatchOperator, got "
                     f"{type(op).__name__}. Subclass fx.Operator to write your own."
                 )
-        n = len(source)
+        n = -1 if streaming else len(source)
         if not isinstance(batch_size, int) or batch_size < 1:
             raise PipelineError(f"Pipeline: batch_size must be an int >= 1, got {batch_size!r}.")
-        if drop_remainder and batch_size > n:
+        if drop_remainder and not streaming and batch_size > n:
             raise PipelineError(
                 f"Pipeline: batch_size={batch_size} is larger than the source {source.name!r} "
                 f"({n} records) with drop_remainder=True, so no batch would ever be produced. "
@@ -129,7 +135,8 @@ class Pipeline(nnx.Module):
             raise PipelineError(
                 f"Pipeline: max_skip_fraction must lie in (0, 1], got {max_skip_fraction!r}."
             )
-        if on_error == "skip" and (jax.process_count() > 1 or source.device_columns is not None):
+        device_columns = getattr(source, "device_columns", None)
+        if on_error == "skip" and (jax.process_count() > 1 or device_columns is not None):
             raise PipelineError(
                 "Pipeline: on_error='skip' needs a single process reading from the host (which "
                 "records are skipped decides the batches); use on_error='raise' with several "
@@ -157,6 +164,7 @@ class Pipeline(nnx.Module):
         self.seed = int(seed)
         self.drop_remainder = bool(drop_remainder)
         self.prefetch = prefetch
+        self.shuffle_window = shuffle_window
         self.on_error = on_error
         self.max_skip_fraction = float(max_skip_fraction)
         if sharding is not None and not isinstance(
@@ -175,7 +183,7 @@ class Pipeline(nnx.Module):
         if on_error == "skip":
             capacity = int(max_skip_fraction * n)
             self.skipped = SkipLog(np.full(capacity, -1, np.int64))
-        columns = source.device_columns if host is None else None
+        columns = device_columns if host is None else None
         if columns is not None and jax.process_count() > 1:
             raise PipelineError(
                 f"Pipeline: source {source.name!r} keeps its data on the device (on_device=True), "
@@ -192,7 +200,12 @@ class Pipeline(nnx.Module):
 
     @property
     def steps_per_epoch(self) -> int:
-        """Batches in one epoch."""
+        """Batches in one epoch (unknown, so an error, for a stream)."""
+        if isinstance(self.source, StreamSource):
+            raise PipelineError(
+                f"Pipeline: the stream {self.source.name!r} has no known length, so neither has "
+                "an epoch; iterate pipe.epoch() to its end instead."
+            )
         n, b = len(self.source), self.batch_size
         return n // b if self.drop_remainder else -(-n // b)
 
@@ -254,6 +267,8 @@ class Pipeline(nnx.Module):
         return self._iterate(single_epoch=False)
 
     def _has_batch(self, start: int) -> bool:
+        if isinstance(self.source, StreamSource):
+            return True  # known only by reading on: the stream marks its last batch
         n = len(self.source)
         return start + self.batch_size <= n if self.drop_remainder else start < n
 
@@ -265,7 +280,7 @@ class Pipeline(nnx.Module):
                 "operators). Restore it into a pipeline built like the one that saved it."
             )
         cursor = np.asarray(self.cursor[...])
-        n = len(self.source)
+        n = 2**62 if isinstance(self.source, StreamSource) else len(self.source)
         if cursor.shape != (2,) or cursor[0] < 0 or not 0 <= cursor[1] <= n:
             raise StateMismatchError(
                 f"Pipeline: the cursor {cursor.tolist()} is not a valid [epoch, position] for a "
@@ -294,7 +309,9 @@ class Pipeline(nnx.Module):
             read_ahead=max(self.prefetch, 1),
             on_device=self._device_data is not None,
             drop_remainder=self.drop_remainder,
-            delivered=min(self.steps_per_epoch * self.batch_size, len(self.source)),
+            delivered=0
+            if isinstance(self.source, StreamSource)
+            else min(self.steps_per_epoch * self.batch_size, len(self.source)),
         )
 
     def _iterate(self, single_epoch: bool, times: StageTimes | None = None) -> Generator[Batch]:
@@ -304,11 +321,12 @@ class Pipeline(nnx.Module):
             step = _Step(self)
             first_epoch = epoch
             feeder = self._feed()
-            feed = (
-                feeder.skipping(epoch, start)
-                if self.on_error == "skip"
-                else feeder(self._plan(epoch, start))
-            )
+            if isinstance(self.source, StreamSource):
+                feed: Iterator[Any] = feeder.streaming(epoch, start, self.shuffle_window)
+            elif self.on_error == "skip":
+                feed = feeder.skipping(epoch, start)
+            else:
+                feed = feeder(self._plan(epoch, start))
             with Prefetcher(feed, self.prefetch) as ready:
                 while True:
                     asked = time.perf_counter()
@@ -337,7 +355,9 @@ class Pipeline(nnx.Module):
                             limit=self.max_skip_fraction,
                             name=self.source.name,
                         )
-                    cursor = (epoch, after) if self._has_batch(after) else (epoch + 1, 0)
+                    last = isinstance(item, Planned) and item.last
+                    ended = last or not self._has_batch(after)
+                    cursor = (epoch + 1, 0) if ended else (epoch, after)
                     # Replace, never write into, the array: snapshots of the state keep theirs.
                     self.cursor.set_value(np.asarray(cursor, np.int64))
                     yield batch
@@ -427,6 +447,33 @@ class _Step:
         return out
 
 
+def _check_stream_options(
+    source: Any, streaming: bool, shuffle: bool, window: int, on_error: str, host: Any
+) -> None:
+    """Streams shuffle within a window, and support neither skipping nor process workers."""
+    if not isinstance(window, int) or window < 0:
+        raise PipelineError(f"Pipeline: shuffle_window must be an int >= 0, got {window!r}.")
+    if not streaming:
+        if window:
+            raise PipelineError(
+                "Pipeline: shuffle_window is for a StreamSource; a random-access source is "
+                "shuffled as a whole with shuffle=True."
+            )
+        return
+    if shuffle:
+        raise PipelineError(
+            f"Pipeline: the stream {source.name!r} cannot be shuffled as a whole; pass "
+            "shuffle_window=K to shuffle within windows of K records (held in memory)."
+        )
+    if on_error == "skip":
+        raise PipelineError("Pipeline: on_error='skip' is not supported for a StreamSource yet.")
+    if isinstance(host, HostMap) and host.backend == "process":
+        raise PipelineError(
+            "Pipeline: a StreamSource's host stage runs in threads (its records are read in "
+            "this process); use HostMap(..., backend='thread')."
+        )
+
+
 def _check_device_ready(source: Source, spec: dict[str, jax.ShapeDtypeStruct]) -> None:
     """Without a host stage, every field must be a numeric array the device can take."""
     for field, s in spec.items():
@@ -450,8 +497,7 @@ def _signature(
     ops = [(type(op).__qualname__, getattr(op, "field", None)) for op in operators]
     fields = sorted((k, v.shape, str(v.dtype)) for k, v in spec.items())
     stage = None if host is None else host.name
-    text = repr(
-        (type(source).__qualname__, len(source), fields, stage, seed, shuffle, ops, on_error)
-    )
+    length = -1 if isinstance(source, StreamSource) else len(source)
+    text = repr((type(source).__qualname__, length, fields, stage, seed, shuffle, ops, on_error))
     digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little", signed=True)

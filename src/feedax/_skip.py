@@ -30,12 +30,14 @@ class Planned:
       start: the order position of its first record.
       end: the order position after its last record (skipped records before it included).
       skipped: indices of the bad records between ``start`` and ``end``.
+      last: this is the epoch's last batch (streams, whose length is unknown).
     """
 
     epoch: int
     start: int
     end: int
     skipped: tuple[int, ...]
+    last: bool = False
 
 
 def skipping_stream(

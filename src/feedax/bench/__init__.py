@@ -6,6 +6,9 @@ Workloads (synthetic data generated on first use, no download):
   zero padding, random horizontal flip, float32 normalise; batch 256.
 - ``w2`` jpeg: 5,000 JPEG-encoded 256x256 images as bytes; decode, random-resized-crop to
   224, flip, normalise; batch 64.
+- ``w2folder`` jpeg files: the same 5,000 JPEGs as files in an image folder
+  (``class_XX/NNNNN.jpg``, 10 classes, labels from the folder names), each read from disk
+  per record; then W2's math; batch 64.
 - ``w3`` tokens: 200,000 token sequences of 16..1024 tokens; first-fit packing into rows of
   2048 with segment ids and positions; batch 16 rows.
 
@@ -21,7 +24,13 @@ Example::
 """
 
 from feedax.bench._cli import build_parser, main
-from feedax.bench._config import WORKLOADS, CifarConfig, JpegConfig, TokensConfig
+from feedax.bench._config import (
+    WORKLOADS,
+    CifarConfig,
+    JpegConfig,
+    JpegFolderConfig,
+    TokensConfig,
+)
 from feedax.bench._harness import run
 from feedax.bench._variants import VARIANTS
 
@@ -30,6 +39,7 @@ __all__ = [
     "WORKLOADS",
     "CifarConfig",
     "JpegConfig",
+    "JpegFolderConfig",
     "TokensConfig",
     "build_parser",
     "main",

@@ -131,7 +131,24 @@ class TokensConfig:
     data_seed: int = 1234
 
 
-WorkloadConfig: TypeAlias = CifarConfig | JpegConfig | TokensConfig
+@dataclasses.dataclass(frozen=True)
+class JpegFolderConfig(JpegConfig):
+    """W2-folder: the W2 JPEGs as files in an image folder, read from disk per record.
+
+    The same images (byte for byte) and the same per-record math as :class:`JpegConfig`,
+    but every variant opens and reads each record's file. The files are laid out as
+    ``root/class_XX/NNNNN.jpg``: record ``i`` (of ``n``) is in class ``i * classes // n``,
+    so the sorted folder listing visits the records in index order, and the label of a
+    record is the index of its class folder in the sorted folder names.
+
+    Attributes:
+        classes: Number of class folders.
+    """
+
+    classes: int = 10
+
+
+WorkloadConfig: TypeAlias = CifarConfig | JpegConfig | JpegFolderConfig | TokensConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,6 +179,14 @@ WORKLOADS: dict[str, Workload] = {
         "W2 jpeg: decode+random-resized-crop 224+flip+normalise, batch 64",
         "images",
         JpegConfig,
+        75,
+        3,
+    ),
+    "w2folder": Workload(
+        "w2folder",
+        "W2-folder jpeg files: read+decode+random-resized-crop 224+flip+normalise, batch 64",
+        "images",
+        JpegFolderConfig,
         75,
         3,
     ),

@@ -4,21 +4,33 @@ Data are generated once by the parent process into a cache directory (one folder
 ``.npy`` files per workload and size) and loaded by each worker process. A :class:`Bundle`
 pickles as its path only, so peers that ship the dataset to spawned worker processes
 (Grain) do not copy hundreds of megabytes through a pipe.
+
+The W2-folder workload's folder is an image folder instead: ``class_XX/NNNNN.jpg`` files
+(the W2 JPEGs, byte for byte) beside a ``labels.npy`` that records the labels its folder
+names give. W2 and W2-folder variants reach their JPEGs through one interface,
+:class:`JpegRecords` (:func:`jpeg_records`): bytes held in memory or files read per call.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from feedax.bench._config import CifarConfig, JpegConfig, TokensConfig, WorkloadConfig
+from feedax.bench._config import (
+    CifarConfig,
+    JpegConfig,
+    JpegFolderConfig,
+    TokensConfig,
+    WorkloadConfig,
+)
 
 _FORMAT_VERSION = 1
 
@@ -79,6 +91,100 @@ def jpeg_bytes(data: Bundle, index: int) -> bytes:
     return data["jpegs"][off[index] : off[index + 1]].tobytes()
 
 
+class JpegRecords(Protocol):
+    """The JPEG records of a W2 or W2-folder bundle: index -> encoded bytes, and labels."""
+
+    @property
+    def labels(self) -> np.ndarray:
+        """int32 label of each record."""
+        ...
+
+    def __len__(self) -> int: ...
+
+    def __call__(self, index: int) -> bytes:
+        """Returns the encoded JPEG of record ``index``."""
+        ...
+
+
+class JpegBytes:
+    """W2: the JPEG bytes held in a bundle's memory (a slice per record).
+
+    Args:
+        data: A W2 bundle.
+    """
+
+    def __init__(self, data: Bundle) -> None:
+        self.data = data
+
+    @property
+    def labels(self) -> np.ndarray:
+        """The bundle's int32 labels."""
+        return self.data["labels"]
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __call__(self, index: int) -> bytes:
+        """Returns the bytes of record ``index`` (a copy out of the bundle's buffer)."""
+        return jpeg_bytes(self.data, index)
+
+
+class JpegFiles:
+    """W2-folder: JPEG files listed from an image folder, each opened and read per call.
+
+    The folder is listed once, as ``torchvision.datasets.ImageFolder`` and
+    :class:`feedax.ImageFolderSource` do: classes are the sorted sub-folder names (label
+    ``k`` is the ``k``-th), records the sorted ``.jpg`` files of each class in turn. Pickles
+    as the list of paths and labels (no open file).
+
+    Args:
+        root: The image folder (a W2-folder bundle's path).
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.paths, self._labels = list_image_folder(root)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """int32 label of each file: the index of its class folder."""
+        return self._labels
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __call__(self, index: int) -> bytes:
+        """Opens and reads the file of record ``index``."""
+        with open(self.paths[index], "rb") as f:
+            return f.read()
+
+
+def list_image_folder(root: str | os.PathLike[str]) -> tuple[list[str], np.ndarray]:
+    """Lists ``root/<class>/*.jpg``: classes sorted by name, files sorted in each class.
+
+    Returns:
+        ``(paths, labels)``: the file paths and the int32 class index of each.
+
+    Raises:
+        FileNotFoundError: If ``root`` holds no ``.jpg`` file in a class folder.
+    """
+    classes = sorted(e.name for e in os.scandir(root) if e.is_dir())
+    paths: list[str] = []
+    labels: list[int] = []
+    for label, cls in enumerate(classes):
+        folder = os.path.join(root, cls)
+        files = sorted(f for f in os.listdir(folder) if f.lower().endswith(".jpg"))
+        paths += [os.path.join(folder, f) for f in files]
+        labels += [label] * len(files)
+    if not paths:
+        raise FileNotFoundError(f"no .jpg files under {os.fspath(root)}/<class>/")
+    return paths, np.asarray(labels, np.int32)
+
+
+def jpeg_records(data: Bundle, cfg: JpegConfig) -> JpegRecords:
+    """Returns the JPEG records of ``data``: files for W2-folder, in-memory bytes for W2."""
+    return JpegFiles(data.path) if isinstance(cfg, JpegFolderConfig) else JpegBytes(data)
+
+
 def sequence(data: Bundle, index: int) -> np.ndarray:
     """Returns the int32 token sequence of record ``index`` of a W3 bundle (a view)."""
     off = data["offsets"]
@@ -89,6 +195,11 @@ def data_key(cfg: WorkloadConfig) -> str:
     """Returns the cache folder name of the data ``cfg`` needs."""
     if isinstance(cfg, CifarConfig):
         return f"w1-v{_FORMAT_VERSION}-n{cfg.n}-s{cfg.image_size}-d{cfg.data_seed}"
+    if isinstance(cfg, JpegFolderConfig):
+        return (
+            f"w2folder-v{_FORMAT_VERSION}-n{cfg.n}-s{cfg.image_size}-q{cfg.quality}"
+            f"-d{cfg.data_seed}-c{cfg.classes}"
+        )
     if isinstance(cfg, JpegConfig):
         return f"w2-v{_FORMAT_VERSION}-n{cfg.n}-s{cfg.image_size}-q{cfg.quality}-d{cfg.data_seed}"
     if isinstance(cfg, TokensConfig):
@@ -103,7 +214,8 @@ def ensure_data(cfg: WorkloadConfig, cache_dir: str | os.PathLike[str]) -> Bundl
     """Generates the data for ``cfg`` under ``cache_dir`` unless already there.
 
     Writing goes to a temporary folder renamed at the end, so an interrupted run never
-    leaves a half-written cache entry.
+    leaves a half-written cache entry. The W2-folder image folder is written from the W2
+    data of the same size and seeds (generated first, or reused from the cache).
 
     Returns:
         A handle on the data.
@@ -113,11 +225,14 @@ def ensure_data(cfg: WorkloadConfig, cache_dir: str | os.PathLike[str]) -> Bundl
     if (target / "DONE").exists():
         return Bundle(target)
     root.mkdir(parents=True, exist_ok=True)
+    w2 = ensure_data(_w2_config(cfg), root) if isinstance(cfg, JpegFolderConfig) else None
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
     try:
-        arrays = generate(cfg)
-        for name, arr in arrays.items():
-            np.save(tmp / f"{name}.npy", arr)
+        if isinstance(cfg, JpegFolderConfig) and w2 is not None:
+            _write_image_folder(w2, cfg, tmp)
+        else:
+            for name, arr in generate(cfg).items():
+                np.save(tmp / f"{name}.npy", arr)
         (tmp / "DONE").write_text("ok\n")
         if target.exists():
             shutil.rmtree(target)
@@ -129,7 +244,13 @@ def ensure_data(cfg: WorkloadConfig, cache_dir: str | os.PathLike[str]) -> Bundl
 
 
 def generate(cfg: WorkloadConfig) -> dict[str, np.ndarray]:
-    """Returns the synthetic arrays of the workload ``cfg`` (deterministic in its seed)."""
+    """Returns the synthetic arrays of the workload ``cfg`` (deterministic in its seed).
+
+    Raises:
+        TypeError: For a W2-folder config (its data are files: see :func:`ensure_data`).
+    """
+    if isinstance(cfg, JpegFolderConfig):
+        raise TypeError("W2-folder data are files written by ensure_data, not arrays")
     if isinstance(cfg, CifarConfig):
         return _make_cifar(cfg)
     if isinstance(cfg, JpegConfig):
@@ -187,6 +308,33 @@ def _make_jpeg(cfg: JpegConfig) -> dict[str, np.ndarray]:
     jpegs = np.frombuffer(b"".join(encoded), dtype=np.uint8)
     labels = np.random.default_rng(cfg.data_seed).integers(0, 1000, cfg.n, dtype=np.int32)
     return {"jpegs": jpegs, "offsets": offsets, "labels": labels}
+
+
+def _w2_config(cfg: JpegFolderConfig) -> JpegConfig:
+    """The W2 config whose JPEGs the W2-folder ``cfg`` writes as files."""
+    names = [f.name for f in dataclasses.fields(JpegConfig)]
+    return JpegConfig(**{name: getattr(cfg, name) for name in names})
+
+
+def _write_image_folder(w2: Bundle, cfg: JpegFolderConfig, out: Path) -> None:
+    """Writes the W2 JPEGs as ``out/class_XX/NNNNN.jpg`` and their labels as ``labels.npy``.
+
+    Record ``i`` goes to class ``i * classes // n``: consecutive records share a class, so
+    the sorted listing (classes, then files) is the index order.
+
+    Raises:
+        ValueError: If ``classes`` is not in ``1..n``.
+    """
+    if not 1 <= cfg.classes <= cfg.n:
+        raise ValueError(f"classes={cfg.classes} must be in 1..n={cfg.n}")
+    labels = (np.arange(cfg.n, dtype=np.int64) * cfg.classes // cfg.n).astype(np.int32)
+    cls_w, rec_w = max(2, len(str(cfg.classes - 1))), max(5, len(str(cfg.n - 1)))
+    for k in range(cfg.classes):
+        (out / f"class_{k:0{cls_w}d}").mkdir()
+    for i, label in enumerate(labels):
+        path = out / f"class_{label:0{cls_w}d}" / f"{i:0{rec_w}d}.jpg"
+        path.write_bytes(jpeg_bytes(w2, i))
+    np.save(out / "labels.npy", labels)
 
 
 def _make_tokens(cfg: TokensConfig) -> dict[str, np.ndarray]:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from feedax.bench import _augment
-from feedax.bench._config import CifarConfig, JpegConfig, TokensConfig
+from feedax.bench._config import CifarConfig, JpegConfig, JpegFolderConfig, TokensConfig
 from feedax.bench._data import Bundle, jpeg_bytes
 
 
@@ -43,45 +43,71 @@ def w1(data: Bundle, cfg: CifarConfig) -> Iterator[dict[str, Any]]:
     return iter(pipe)
 
 
-class _DecodeCrop:
-    """Host stage of W2: decode, then random-resized-crop to the output size.
+def decode_crop(data: bytes, rng: np.random.Generator, cfg: JpegConfig) -> np.ndarray:
+    """Decodes one JPEG and random-resized-crops it to ``cfg.out_size``: W2's host work.
 
     Decoding uses simplejpeg (libjpeg-turbo) when installed, else PIL; the crop and the
-    bilinear resize run in PIL's C code. Both release the GIL, so threads scale. The crop
-    box is drawn from the record's own generator (keyed by seed, epoch and index).
+    bilinear resize run in PIL's C code. Both release the GIL, so threads scale.
+
+    Args:
+        data: The encoded JPEG.
+        rng: The record's generator (the crop box takes four uniforms from it).
+        cfg: The workload config.
+
+    Returns:
+        uint8 ``(out_size, out_size, 3)``.
+    """
+    from PIL import Image
+
+    try:
+        import simplejpeg
+
+        img = Image.fromarray(simplejpeg.decode_jpeg(data, colorspace="RGB"))
+    except ImportError:
+        img = _augment.decode_jpeg(data)
+    s = cfg.out_size
+    x0, y0, w, h = _augment.rrc_box(rng.random(4), img.height, img.width, cfg)
+    img = img.resize((s, s), Image.Resampling.BILINEAR, box=(x0, y0, x0 + w, y0 + h))
+    return np.asarray(img)
+
+
+class _DecodeCrop:
+    """Host stage of W2: :func:`decode_crop` of the record's ``"jpeg"`` bytes.
+
+    The crop box is drawn from the record's own generator (keyed by seed, epoch and index).
     """
 
     def __init__(self, cfg: JpegConfig) -> None:
         self.cfg = cfg
 
+    def jpeg(self, record: dict[str, Any]) -> bytes:
+        """Returns the record's encoded JPEG."""
+        return record["jpeg"]
+
     def __call__(self, record: dict[str, Any], ctx: Any) -> dict[str, Any]:
-        from PIL import Image
-
-        data = record["jpeg"]
-        try:
-            import simplejpeg
-
-            img = Image.fromarray(simplejpeg.decode_jpeg(data, colorspace="RGB"))
-        except ImportError:
-            img = _augment.decode_jpeg(data)
-        s = self.cfg.out_size
-        x0, y0, w, h = _augment.rrc_box(ctx.rng().random(4), img.height, img.width, self.cfg)
-        img = img.resize((s, s), Image.Resampling.BILINEAR, box=(x0, y0, x0 + w, y0 + h))
-        return {"image": np.asarray(img), "label": record["label"]}
+        return {
+            "image": decode_crop(self.jpeg(record), ctx.rng(), self.cfg),
+            "label": record["label"],
+        }
 
 
-def w2(data: Bundle, cfg: JpegConfig) -> Iterator[dict[str, Any]]:
-    """W2: JPEG decode + random-resized crop in host threads; flip + normalise on device."""
+class _ReadDecodeCrop(_DecodeCrop):
+    """Host stage of W2-folder: reads the record's ``"path"``, then :func:`decode_crop`."""
+
+    def jpeg(self, record: dict[str, Any]) -> bytes:
+        """Opens and reads the record's file."""
+        with open(record["path"], "rb") as f:
+            return f.read()
+
+
+def _jpeg_pipeline(src: Any, host_fn: _DecodeCrop, cfg: JpegConfig) -> Iterator[dict[str, Any]]:
+    """W2's pipeline over ``src``: ``host_fn`` in host threads; flip + normalise on device."""
     from flax import nnx
 
     import feedax as fx
 
-    jpegs = np.empty(len(data), dtype=object)
-    for i in range(len(data)):
-        jpegs[i] = jpeg_bytes(data, i)
-    src = fx.ArraySource({"jpeg": jpegs, "label": data["labels"]})
     rngs = nnx.Rngs(augment=cfg.seed)
-    host = fx.HostMap(_DecodeCrop(cfg), workers=max(cfg.workers, 2), rngs=rngs)
+    host = fx.HostMap(host_fn, workers=max(cfg.workers, 2), rngs=rngs)
     ops = [fx.RandomFlip(p=cfg.flip_p, rngs=rngs), fx.Normalize(cfg.mean, cfg.std)]
     pipe = fx.Pipeline(
         src,
@@ -93,6 +119,24 @@ def w2(data: Bundle, cfg: JpegConfig) -> Iterator[dict[str, Any]]:
         host=host,
     )
     return iter(pipe)
+
+
+def w2(data: Bundle, cfg: JpegConfig) -> Iterator[dict[str, Any]]:
+    """W2: JPEG decode + random-resized crop in host threads; flip + normalise on device."""
+    import feedax as fx
+
+    jpegs = np.empty(len(data), dtype=object)
+    for i in range(len(data)):
+        jpegs[i] = jpeg_bytes(data, i)
+    src = fx.ArraySource({"jpeg": jpegs, "label": data["labels"]})
+    return _jpeg_pipeline(src, _DecodeCrop(cfg), cfg)
+
+
+def w2folder(data: Bundle, cfg: JpegFolderConfig) -> Iterator[dict[str, Any]]:
+    """W2-folder: ``ImageFolderSource`` paths; file read + W2's host stage and device ops."""
+    import feedax as fx
+
+    return _jpeg_pipeline(fx.ImageFolderSource(data.path), _ReadDecodeCrop(cfg), cfg)
 
 
 def w3(data: Bundle, cfg: TokensConfig) -> Iterator[dict[str, Any]]:

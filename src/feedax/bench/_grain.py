@@ -20,16 +20,17 @@ import jax
 import numpy as np
 
 from feedax.bench import _augment
-from feedax.bench._config import CifarConfig, JpegConfig, TokensConfig
-from feedax.bench._data import Bundle, jpeg_bytes, sequence
+from feedax.bench._config import CifarConfig, JpegConfig, JpegFolderConfig, TokensConfig
+from feedax.bench._data import Bundle, JpegRecords, jpeg_records, sequence
 
 # Threads reading/transforming records in each process. Grain recommends 0 for data held
-# in memory (GIL contention); JPEG decoding releases the GIL, so W2 uses threads.
-_READ_THREADS = {"w1": 0, "w2": 2, "w3": 0}
+# in memory (GIL contention); JPEG decoding (and file reading) releases the GIL, so W2 and
+# W2-folder use threads.
+_READ_THREADS = {"w1": 0, "w2": 2, "w2folder": 2, "w3": 0}
 
 
 class _Records:
-    """Random-access source over a bundle, yielding ``(index, kind)`` records lazily."""
+    """Random-access source over a W1 or W3 bundle, yielding records lazily."""
 
     def __init__(self, data: Bundle, kind: str) -> None:
         self.data = data
@@ -42,9 +43,21 @@ class _Records:
         index = int(index)
         if self.kind == "w1":
             return {"image": self.data["images"][index], "label": self.data["labels"][index]}
-        if self.kind == "w2":
-            return {"jpeg": jpeg_bytes(self.data, index), "label": self.data["labels"][index]}
         return {"tokens": sequence(self.data, index)}
+
+
+class _JpegSource:
+    """Random-access source of ``{"jpeg", "label"}`` records: W2 bytes or W2-folder files."""
+
+    def __init__(self, jpegs: JpegRecords) -> None:
+        self.jpegs = jpegs
+
+    def __len__(self) -> int:
+        return len(self.jpegs)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        index = int(index)
+        return {"jpeg": self.jpegs(index), "label": self.jpegs.labels[index]}
 
 
 class _CifarAugment:
@@ -89,8 +102,8 @@ def _finish(ds: Any, workers: int) -> Iterator[dict[str, Any]]:
     return iter(ds)
 
 
-def _map_source(data: Bundle, kind: str, cfg: Any) -> Any:
-    ds = grain.MapDataset.source(_Records(data, kind))
+def _map_source(source: Any, cfg: Any) -> Any:
+    ds = grain.MapDataset.source(source)
     if cfg.shuffle:
         ds = ds.shuffle(seed=cfg.seed)
     return ds.repeat()
@@ -98,21 +111,32 @@ def _map_source(data: Bundle, kind: str, cfg: Any) -> Any:
 
 def w1(data: Bundle, cfg: CifarConfig) -> Iterator[dict[str, Any]]:
     """W1 with Grain: shuffle, repeat, per-record ``random_map``, batch."""
-    ds = _map_source(data, "w1", cfg).random_map(_CifarAugment(cfg), seed=cfg.seed)
+    ds = _map_source(_Records(data, "w1"), cfg).random_map(_CifarAugment(cfg), seed=cfg.seed)
     ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=_READ_THREADS["w1"]))
+    return _finish(ds.batch(cfg.batch_size, drop_remainder=True), cfg.workers)
+
+
+def _jpeg(data: Bundle, cfg: JpegConfig, kind: str) -> Iterator[dict[str, Any]]:
+    """W2's pipeline over the bundle's JPEG records (in-memory bytes or files)."""
+    ds = _map_source(_JpegSource(jpeg_records(data, cfg)), cfg)
+    ds = ds.random_map(_JpegAugment(cfg), seed=cfg.seed)
+    ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=_READ_THREADS[kind]))
     return _finish(ds.batch(cfg.batch_size, drop_remainder=True), cfg.workers)
 
 
 def w2(data: Bundle, cfg: JpegConfig) -> Iterator[dict[str, Any]]:
     """W2 with Grain: PIL decode + random-resized-crop + flip + normalise per record."""
-    ds = _map_source(data, "w2", cfg).random_map(_JpegAugment(cfg), seed=cfg.seed)
-    ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=_READ_THREADS["w2"]))
-    return _finish(ds.batch(cfg.batch_size, drop_remainder=True), cfg.workers)
+    return _jpeg(data, cfg, "w2")
+
+
+def w2folder(data: Bundle, cfg: JpegFolderConfig) -> Iterator[dict[str, Any]]:
+    """W2-folder with Grain: as W2, the source opening and reading each record's file."""
+    return _jpeg(data, cfg, "w2folder")
 
 
 def w3(data: Bundle, cfg: TokensConfig) -> Iterator[dict[str, Any]]:
     """W3 with Grain: ``grain.experimental.FirstFitPackIterDataset``, then batch."""
-    ds = _map_source(data, "w3", cfg)
+    ds = _map_source(_Records(data, "w3"), cfg)
     ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=_READ_THREADS["w3"]))
     ds = grain.experimental.FirstFitPackIterDataset(
         ds,

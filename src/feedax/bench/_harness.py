@@ -118,7 +118,7 @@ def _per_workload(value: int | Mapping[str, int] | None, workload: str) -> int |
 
 
 def run(
-    workloads: Sequence[str] = ("w1", "w2", "w3"),
+    workloads: Sequence[str] = ("w1", "w2", "w2folder", "w3"),
     rounds: int = 3,
     *,
     n: int | Mapping[str, int] | None = None,
@@ -137,7 +137,8 @@ def run(
     """Runs the benchmark and returns (and optionally writes) the report.
 
     Args:
-        workloads: Workload names (``w1`` cifar, ``w2`` jpeg, ``w3`` tokens).
+        workloads: Workload names (``w1`` cifar, ``w2`` jpeg, ``w2folder`` jpeg files,
+            ``w3`` tokens).
         rounds: Interleaved rounds; each runs every variant once per workload.
         n: Records per workload (an int for all, or ``{"w1": ...}``); default: standard.
         batches: Timed batches per run; default: about an epoch at the standard size.

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from feedax.bench import _augment
-from feedax.bench._config import CifarConfig, JpegConfig, TokensConfig
-from feedax.bench._data import Bundle, jpeg_bytes, sequence
+from feedax.bench._config import CifarConfig, JpegConfig, JpegFolderConfig, TokensConfig
+from feedax.bench._data import Bundle, JpegBytes, JpegFiles, JpegRecords, sequence
 
 Batch = dict[str, Any]
 
@@ -79,11 +79,11 @@ def w1(data: Bundle, cfg: CifarConfig) -> Iterator[Batch]:
     return _one_ahead(make)
 
 
-def w2(data: Bundle, cfg: JpegConfig) -> Iterator[Batch]:
-    """W2: thread-pool PIL decode into a uint8 batch, jitted random-resized-crop+flip+norm."""
+def _jpeg(jpegs: JpegRecords, cfg: JpegConfig) -> Iterator[Batch]:
+    """Thread-pool PIL decode of ``jpegs`` into a uint8 batch, jitted RRC+flip+normalise."""
     import jax
 
-    labels = data["labels"]
+    labels = jpegs.labels
     fn = _augment.jax_jpeg_batch_fn(cfg)
     index_batches = _index_batches(len(labels), cfg.batch_size, cfg.shuffle, cfg.seed)
     pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
@@ -92,7 +92,7 @@ def w2(data: Bundle, cfg: JpegConfig) -> Iterator[Batch]:
     step = 0
 
     def decode_into(buf: np.ndarray, i: int, index: int) -> None:
-        img = _augment.decode_jpeg(jpeg_bytes(data, int(index)))
+        img = _augment.decode_jpeg(jpegs(int(index)))
         if img.size != (s, s):
             raise ValueError(f"record {index}: decoded size {img.size}, expected {(s, s)}")
         buf[i] = np.asarray(img)
@@ -108,6 +108,16 @@ def w2(data: Bundle, cfg: JpegConfig) -> Iterator[Batch]:
         return out
 
     return _one_ahead(make, on_close=pool.shutdown)
+
+
+def w2(data: Bundle, cfg: JpegConfig) -> Iterator[Batch]:
+    """W2: thread-pool PIL decode into a uint8 batch, jitted random-resized-crop+flip+norm."""
+    return _jpeg(JpegBytes(data), cfg)
+
+
+def w2folder(data: Bundle, cfg: JpegFolderConfig) -> Iterator[Batch]:
+    """W2-folder: as W2, each thread opening and reading its record's file first."""
+    return _jpeg(JpegFiles(data.path), cfg)
 
 
 def w3(data: Bundle, cfg: TokensConfig) -> Iterator[Batch]:

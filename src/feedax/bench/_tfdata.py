@@ -21,4 +21,5 @@ def w1(data: Bundle, cfg: Any) -> Iterator[dict[str, Any]]:
 
 
 w2 = w1
+w2folder = w1
 w3 = w1

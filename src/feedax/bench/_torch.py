@@ -21,30 +21,36 @@ import torch
 import torch.utils.data as tud
 
 from feedax.bench import _augment
-from feedax.bench._config import CifarConfig, JpegConfig, TokensConfig
-from feedax.bench._data import Bundle, jpeg_bytes, sequence
+from feedax.bench._config import CifarConfig, JpegConfig, JpegFolderConfig, TokensConfig
+from feedax.bench._data import Bundle, JpegRecords, jpeg_records, sequence
 
 
 class _MapDataset(tud.Dataset):
-    """Map-style dataset doing ``kind``'s per-record work."""
+    """Map-style dataset doing ``kind``'s per-record work.
+
+    W2 and W2-folder fetch their JPEGs through :func:`feedax.bench._data.jpeg_records`
+    (bytes held in memory, or each record's file opened and read).
+    """
 
     def __init__(self, data: Bundle, cfg: Any, kind: str) -> None:
         self.data = data
         self.cfg = cfg
         self.kind = kind
+        self.jpegs: JpegRecords | None = None if kind == "w1" else jpeg_records(data, cfg)
         self._rng: np.random.Generator | None = None
 
     def __len__(self) -> int:
-        return len(self.data)
+        return len(self.data if self.jpegs is None else self.jpegs)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         if self._rng is None:  # first use in this process
             self._rng = np.random.default_rng(torch.initial_seed() % 2**63)
-        label = self.data["labels"][index]
-        if self.kind == "w1":
+        if self.jpegs is None:
+            label = self.data["labels"][index]
             image = _augment.cifar_random_record(self.data["images"][index], self._rng, self.cfg)
         else:
-            image = _augment.jpeg_random_record(jpeg_bytes(self.data, index), self._rng, self.cfg)
+            label = self.jpegs.labels[index]
+            image = _augment.jpeg_random_record(self.jpegs(index), self._rng, self.cfg)
         return {"image": image, "label": label}
 
 
@@ -110,6 +116,11 @@ def w1(data: Bundle, cfg: CifarConfig) -> Iterator[dict[str, Any]]:
 def w2(data: Bundle, cfg: JpegConfig) -> Iterator[dict[str, Any]]:
     """W2 with the PyTorch DataLoader (PIL decode in the workers)."""
     return _loader(_MapDataset(data, cfg, "w2"), cfg, batched=False)
+
+
+def w2folder(data: Bundle, cfg: JpegFolderConfig) -> Iterator[dict[str, Any]]:
+    """W2-folder with the PyTorch DataLoader (file read + PIL decode in the workers)."""
+    return _loader(_MapDataset(data, cfg, "w2folder"), cfg, batched=False)
 
 
 def w3(data: Bundle, cfg: TokensConfig) -> Iterator[dict[str, Any]]:

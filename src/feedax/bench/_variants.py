@@ -1,8 +1,8 @@
 """Registry of benchmark variants: feedax, the hand-written reference and the peers.
 
-A variant is a module of this package exposing one function per workload
-(``w1``, ``w2``, ``w3``), each taking ``(data, config)`` and returning an endless iterator
-of batches (dicts of ``jax.Array`` on the default device). A function raising
+A variant is a module of this package exposing one function per workload (``w1``,
+``w2``, ``w2folder``, ``w3``), each taking ``(data, config)`` and returning an endless
+iterator of batches (dicts of ``jax.Array`` on the default device). A function raising
 ``NotImplementedError`` shows as "n/a"; a variant whose library is not importable shows as
 "not installed".
 """
