@@ -134,7 +134,7 @@ def call_host_fn(
         raise HostStageError(
             f"host stage {name!r} failed on record index {ctx.index} of source {source_name!r} "
             f"(epoch {ctx.epoch}): {type(error).__name__}: {error}. Fix the record or the "
-            "function."
+            "function, or pass on_error='skip' to the Pipeline to skip bad records."
         ) from error
     if not isinstance(out, Mapping) or not out:
         raise HostStageError(
