@@ -1,6 +1,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from conftest import host, make_images, make_pipeline
 from flax import nnx
 
@@ -109,7 +110,8 @@ def test_learnable_op_gradient_descent_recovers_a_brightness_shift():
     np.testing.assert_allclose(op.brightness[...], -0.3, atol=0.02)
 
 
-def test_device_function_compiles_once_over_three_epochs():
+@pytest.mark.parametrize("on_device", [False, True])
+def test_device_function_compiles_once_over_three_epochs(on_device):
     compiles = []
 
     def listener(event, *_, **__):
@@ -119,7 +121,7 @@ def test_device_function_compiles_once_over_three_epochs():
     jax.clear_caches()  # earlier tests may have compiled the same program
     jax.monitoring.register_event_duration_secs_listener(listener)
     try:
-        pipe = make_pipeline(50, batch_size=8, drop_remainder=False)
+        pipe = make_pipeline(50, batch_size=8, drop_remainder=False, on_device=on_device)
         compiles.clear()  # construction runs a few eager ops; count from the first batch
         batches = [b for _ in range(3) for b in pipe.epoch()]
         jax.block_until_ready(batches)

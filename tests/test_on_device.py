@@ -62,26 +62,6 @@ def test_on_device_data_is_not_state():
     assert jax.tree.structure(small) == jax.tree.structure(large)
 
 
-def test_on_device_compiles_once_over_three_epochs():
-    compiles = []
-
-    def listener(event, *_, **__):
-        if event == "/jax/core/compile/backend_compile_duration":
-            compiles.append(event)
-
-    jax.clear_caches()
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
-        pipe = make_pipeline(50, batch_size=8, drop_remainder=False, on_device=True)
-        compiles.clear()
-        batches = [b for _ in range(3) for b in pipe.epoch()]
-        jax.block_until_ready(batches)
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
-    assert len(batches) == 21
-    assert len(compiles) == 1, compiles
-
-
 def test_object_fields_cannot_go_on_device():
     raw = np.array([b"ab", b"c"], dtype=object)
     with pytest.raises(fx.SourceError, match="field 'raw' holds object values"):
