@@ -13,44 +13,126 @@ from feedax._errors import (
 )
 from feedax._host import HostContext, HostMap
 from feedax._operator import BatchOperator, Operator, RandomOperator
+from feedax._ops import functional
+from feedax._ops.affine import RandomAffine, RandomRotation
 from feedax._ops.color import BrightnessContrast
-from feedax._ops.crop import RandomCrop
+from feedax._ops.compose import OneOf, RandomApply, RandomChoice, Sequential
+from feedax._ops.convert import ToFloat
+from feedax._ops.crop import CenterCrop, RandomCrop
+from feedax._ops.erase import Cutout, RandomErasing
+from feedax._ops.filter import GaussianBlur, GaussianNoise
 from feedax._ops.flip import RandomFlip
+from feedax._ops.jitter import Brightness, ColorJitter, Contrast, Hue, Saturation, Sharpness
+from feedax._ops.label import LabelSmoothing, OneHot
+from feedax._ops.mix import CutMix, MixUp
 from feedax._ops.normalize import Normalize, RunningNormalize
+from feedax._ops.pad import Pad
+from feedax._ops.policy import RandAugment, TrivialAugment
+from feedax._ops.resize import RandomResizedCrop, Resize
+from feedax._ops.tone import (
+    AutoContrast,
+    Equalize,
+    Grayscale,
+    Invert,
+    Posterize,
+    RandomGrayscale,
+    Solarize,
+)
 from feedax._order import EpochOrder
 from feedax._pipeline import Pipeline
 from feedax._profile import Profile
+from feedax._skip import SkipLog
 from feedax._source import ArraySource, Source
+from feedax._sources import (
+    ArrayRecordSource,
+    DecodeImage,
+    HFSource,
+    ImageFolderSource,
+    NpySource,
+    ParquetSource,
+    decode_record,
+    encode_record,
+    write_array_record,
+)
+from feedax._sources.mix import Mix
 from feedax._state import Cursor, Signature
+from feedax._stream import StreamSource
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BATCH_AXIS",
+    "ArrayRecordSource",
     "ArraySource",
+    "AutoContrast",
     "BatchOperator",
+    "Brightness",
     "BrightnessContrast",
+    "CenterCrop",
+    "ColorJitter",
+    "Contrast",
     "Cursor",
+    "CutMix",
+    "Cutout",
+    "DecodeImage",
     "EpochOrder",
+    "Equalize",
     "FeedaxError",
+    "GaussianBlur",
+    "GaussianNoise",
+    "Grayscale",
+    "HFSource",
     "HostContext",
     "HostMap",
     "HostStageError",
+    "Hue",
+    "ImageFolderSource",
+    "Invert",
+    "LabelSmoothing",
+    "MixUp",
+    "Mix",
     "Normalize",
+    "NpySource",
+    "OneHot",
+    "OneOf",
     "Operator",
     "OperatorError",
+    "Pad",
+    "ParquetSource",
     "Pipeline",
     "PipelineError",
+    "Posterize",
     "Profile",
+    "RandAugment",
+    "RandomAffine",
+    "RandomApply",
+    "RandomChoice",
     "RandomCrop",
+    "RandomErasing",
     "RandomFlip",
+    "RandomGrayscale",
     "RandomOperator",
+    "RandomResizedCrop",
+    "RandomRotation",
     "RecordContext",
+    "Resize",
     "RunningNormalize",
+    "Saturation",
+    "Sequential",
+    "Sharpness",
     "Signature",
+    "SkipLog",
+    "Solarize",
     "Source",
     "SourceError",
     "StateMismatchError",
+    "StreamSource",
+    "ToFloat",
+    "TrivialAugment",
     "apply_operators",
     "checkpoint",
+    "decode_record",
+    "encode_record",
+    "functional",
+    "write_array_record",
 ]

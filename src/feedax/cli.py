@@ -1,4 +1,4 @@
-"""The ``feedax`` command: ``feedax demo`` and ``feedax bench``.
+"""The ``feedax`` command: ``feedax demo``, ``feedax bench`` and ``feedax gallery``.
 
 Example:
   $ feedax demo --epochs 5 --out /tmp/demo
@@ -52,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "bench", add_help=False, help="benchmark feedax against its peers (feedax bench --help)"
     )
+    commands.add_parser(
+        "gallery",
+        add_help=False,
+        help="write a PNG of every image operator (feedax gallery OUT.png)",
+    )
     return parser
 
 
@@ -69,6 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else list(argv))
     if args.command == "bench":
         return _bench(rest)
+    if args.command == "gallery":
+        from feedax import gallery
+
+        return gallery.main(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return _demo(args)

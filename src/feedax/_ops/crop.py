@@ -1,32 +1,43 @@
-"""RandomCrop: a random window, optionally from a zero-padded image."""
+"""Crops: RandomCrop (a random window of the padded image) and CenterCrop."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from feedax._context import RecordContext
 from feedax._errors import OperatorError
 from feedax._operator import RandomOperator
+from feedax._ops import _geometry_fn as G
+from feedax._ops._common import (
+    SpatialOperator,
+    below,
+    check_choice,
+    check_fields,
+    check_number,
+    check_padding,
+    check_size,
+    uniforms,
+)
 
 
-def _pair(value: int | tuple[int, int], what: str, owner: str) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int) for v in pair):
-        raise OperatorError(f"{owner}: {what} must be an int or a pair of ints, got {value!r}.")
-    return pair[0], pair[1]
-
-
-class RandomCrop(RandomOperator):
-    """Crops a random ``size`` window from an HWC image padded by ``padding`` zeros.
+class RandomCrop(SpatialOperator, RandomOperator):
+    """Crops a random ``size`` window from an HWC image padded by ``padding``.
 
     The offset is drawn uniformly per record; dtype and channels are kept. In eval mode
     the operator is the identity (so eval images keep their full size).
 
     Args:
       size: output (height, width), or one int for a square.
-      padding: zeros added on each side of height and width before cropping.
+      padding: added before cropping: an int for every side, a pair (left/right,
+        top/bottom) or a 4-tuple (left, top, right, bottom), as torchvision.
+      padding_mode: ``"constant"`` (``fill``), ``"edge"``, ``"reflect"`` or ``"symmetric"``.
+      fill: the constant of ``"constant"`` padding, on the unit scale (1.0 is 255 for uint8).
+      fields: extra fields (e.g. ``("mask",)``) cropped at the same offset; constant
+        padding fills them with 0.
       rngs: the RNG streams; the operator draws its key from ``stream``.
       stream: the name of the stream in ``rngs`` (default ``"augment"``).
       field: the record field to crop.
@@ -44,33 +55,79 @@ class RandomCrop(RandomOperator):
         self,
         size: int | tuple[int, int],
         *,
-        padding: int = 0,
+        padding: int | Sequence[int] = 0,
+        padding_mode: str = "constant",
+        fill: float = 0.0,
+        fields: Sequence[str] = (),
         rngs: nnx.Rngs,
         stream: str = "augment",
         field: str = "image",
     ):
         super().__init__(rngs=rngs, stream=stream, field=field)
-        self.size = _pair(size, "size", "RandomCrop")
-        if min(self.size) < 1:
-            raise OperatorError(f"RandomCrop: size must be positive, got {size!r}.")
-        if not isinstance(padding, int) or padding < 0:
-            raise OperatorError(f"RandomCrop: padding must be an int >= 0, got {padding!r}.")
-        self.padding = padding
+        self.size = check_size("RandomCrop", "size", size)
+        self.padding = check_padding("RandomCrop", padding)
+        self.padding_mode = check_choice("RandomCrop", "padding_mode", padding_mode, G.PAD_MODES)
+        self.fill = check_number("RandomCrop", "fill", fill)
+        self.fields = check_fields("RandomCrop", fields, field)
 
-    def apply(self, x: jax.Array, ctx: RecordContext) -> jax.Array:
-        """Crops one HWC image."""
-        p = self.padding
-        height, width = x.shape[0] + 2 * p, x.shape[1] + 2 * p
+    def draw(self, shape: tuple[int, ...], ctx: RecordContext) -> Any:
+        """The (top, left) of the window in the padded image."""
+        top_pad, bottom_pad, left_pad, right_pad = self.padding
+        height, width = shape[0] + top_pad + bottom_pad, shape[1] + left_pad + right_pad
         h, w = self.size
         if h > height or w > width:
             raise OperatorError(
                 f"RandomCrop: crop size {self.size} is larger than the padded image "
-                f"({height}, {width}) of field {self.field!r} (shape {tuple(x.shape)}, "
-                f"padding {p}). Use a smaller size or more padding."
+                f"({height}, {width}) of field {self.field!r} (shape {shape}, padding "
+                f"(top, bottom, left, right) = {self.padding}). Use a smaller size or more "
+                "padding."
             )
-        if p:
-            x = jnp.pad(x, ((p, p), (p, p), (0, 0)))
-        key_y, key_x = jax.random.split(self.record_key(ctx))
-        top = jax.random.randint(key_y, (), 0, height - h + 1)
-        left = jax.random.randint(key_x, (), 0, width - w + 1)
-        return jax.lax.dynamic_slice(x, (top, left, 0), (h, w, x.shape[2]))
+        u = uniforms(self.record_key(ctx), 2)
+        return below(u[0], height - h + 1), below(u[1], width - w + 1)
+
+    def warp(self, x: jax.Array, params: Any, main: bool) -> jax.Array:
+        """Pads ``x`` and crops the window at ``params``."""
+        if any(self.padding):
+            x = G.pad(x, self.padding, self.padding_mode, self.fill if main else 0.0)
+        top, left = params
+        return G.crop(x, top, left, *self.size)
+
+
+class CenterCrop(SpatialOperator):
+    """Crops the central ``size`` window (offsets rounded as torchvision).
+
+    Deterministic: applies in train and eval mode. Keeps dtype and channels.
+
+    Args:
+      size: output (height, width), or one int for a square; at most the image size.
+      fields: extra fields (e.g. ``("mask",)``) cropped alike.
+      field: the record field to crop.
+
+    Example:
+      >>> import jax.numpy as jnp, feedax as fx
+      >>> ctx = fx.RecordContext(jnp.int32(0), jnp.int32(0), jnp.bool_(True))
+      >>> x = jnp.arange(16, dtype=jnp.uint8).reshape(4, 4, 1)
+      >>> fx.CenterCrop(2)({"image": x}, ctx)["image"][..., 0].tolist()
+      [[5, 6], [9, 10]]
+    """
+
+    def __init__(
+        self, size: int | tuple[int, int], *, fields: Sequence[str] = (), field: str = "image"
+    ):
+        super().__init__(field=field)
+        self.size = check_size("CenterCrop", "size", size)
+        self.fields = check_fields("CenterCrop", fields, field)
+
+    def draw(self, shape: tuple[int, ...], ctx: RecordContext) -> Any:
+        """The fixed (top, left) of the central window."""
+        if self.size[0] > shape[0] or self.size[1] > shape[1]:
+            raise OperatorError(
+                f"CenterCrop: crop size {self.size} is larger than field {self.field!r} "
+                f"(shape {shape}). Use a smaller size, or Pad / Resize first."
+            )
+        return G.center_crop_offsets(shape, self.size)
+
+    def warp(self, x: jax.Array, params: Any, main: bool) -> jax.Array:
+        """Crops the central window."""
+        top, left = params
+        return x[top : top + self.size[0], left : left + self.size[1]]

@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from feedax._context import RecordContext
-from feedax._errors import OperatorError
 from feedax._operator import RandomOperator
+from feedax._ops._common import (
+    SpatialOperator,
+    check_choice,
+    check_fields,
+    check_probability,
+    uniforms,
+)
 
 
-class RandomFlip(RandomOperator):
+class RandomFlip(SpatialOperator, RandomOperator):
     """Mirrors an HWC image with probability ``p``.
+
+    Keeps dtype and shape; the identity in eval mode.
 
     Args:
       direction: ``"horizontal"`` (left-right) or ``"vertical"`` (up-down).
       p: probability of flipping a record.
+      fields: extra fields (e.g. ``("mask",)``) flipped together with ``field``.
       rngs: the RNG streams; the operator draws its key from ``stream``.
       stream: the name of the stream in ``rngs`` (default ``"augment"``).
       field: the record field to flip.
@@ -37,22 +47,24 @@ class RandomFlip(RandomOperator):
         direction: Literal["horizontal", "vertical"] = "horizontal",
         *,
         p: float = 0.5,
+        fields: Sequence[str] = (),
         rngs: nnx.Rngs,
         stream: str = "augment",
         field: str = "image",
     ):
         super().__init__(rngs=rngs, stream=stream, field=field)
-        if direction not in ("horizontal", "vertical"):
-            raise OperatorError(
-                f"RandomFlip: direction must be 'horizontal' or 'vertical', got {direction!r}."
-            )
-        if not 0.0 <= p <= 1.0:
-            raise OperatorError(f"RandomFlip: p must lie in [0, 1], got {p!r}.")
-        self.direction = direction
-        self.p = float(p)
+        self.direction = check_choice("RandomFlip", "direction", direction, _DIRECTIONS)
+        self.p = check_probability("RandomFlip", "p", p)
+        self.fields = check_fields("RandomFlip", fields, field)
 
-    def apply(self, x: jax.Array, ctx: RecordContext) -> jax.Array:
-        """Flips one HWC image or returns it unchanged."""
-        flip = jax.random.bernoulli(self.record_key(ctx), self.p)
+    def draw(self, shape: tuple[int, ...], ctx: RecordContext) -> Any:
+        """Whether the record is flipped."""
+        return uniforms(self.record_key(ctx), 1)[0] < self.p
+
+    def warp(self, x: jax.Array, params: Any, main: bool) -> jax.Array:
+        """Flips ``x`` if ``params`` is True."""
         axis = 1 if self.direction == "horizontal" else 0
-        return jnp.where(flip, jnp.flip(x, axis=axis), x)
+        return jnp.where(params, jnp.flip(x, axis=axis), x)
+
+
+_DIRECTIONS = ("horizontal", "vertical")

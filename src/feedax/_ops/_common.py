@@ -1,0 +1,299 @@
+"""Shared pieces of the operators: argument checks, dtype conventions, sub-keys, fields.
+
+Dtype conventions (see ``docs/operators.md``):
+
+- *Unit scale.* Pixel-valued hyperparameters (fills, thresholds, noise levels, erase
+  values) are given on the unit scale: 1.0 is full intensity, i.e. 255 for uint8 images.
+- *Colour ops* read uint8 as ``x / 255`` and floats as they are (expected in [0, 1]),
+  compute in float, clip to [0, 1] and return the input dtype (uint8 rounded).
+- *Geometry ops* move pixels: uint8 in, uint8 out (interpolated values rounded); floats
+  keep their dtype and any range.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from feedax._context import RecordContext
+from feedax._errors import OperatorError
+from feedax._operator import Operator, Record
+
+# ---------------------------------------------------------------------------- arguments
+
+
+def fail(owner: str, what: str, expected: str, got: Any, fix: str = "") -> OperatorError:
+    """An ``OperatorError`` saying what was expected, what came and the fix."""
+    message = f"{owner}: {what} must be {expected}, got {got!r}."
+    return OperatorError(f"{message} {fix}".strip())
+
+
+def check_probability(owner: str, name: str, p: Any) -> float:
+    """``p`` as a float in [0, 1]."""
+    if isinstance(p, bool) or not isinstance(p, int | float) or not 0.0 <= p <= 1.0:
+        raise OperatorError(
+            f"{owner}: {name} must lie in [0, 1] (a probability), got {p!r}. Pass e.g. {name}=0.5."
+        )
+    return float(p)
+
+
+def check_number(
+    owner: str, name: str, value: Any, low: float = -math.inf, high: float = math.inf
+) -> float:
+    """``value`` as a float in [low, high]."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or not low <= value <= high or math.isnan(value):
+        raise fail(owner, name, f"a number in [{low}, {high}]", value)
+    return float(value)
+
+
+def check_int(owner: str, name: str, value: Any, low: int = 0, high: int | None = None) -> int:
+    """``value`` as an int in [low, high]."""
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    if not ok or value < low or (high is not None and value > high):
+        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise fail(owner, name, f"an int {bound}", value)
+    return int(value)
+
+
+def check_interval(
+    owner: str, name: str, value: Any, low: float = -math.inf, high: float = math.inf
+) -> tuple[float, float]:
+    """``value`` as a pair ``(a, b)`` with ``low <= a <= b <= high``."""
+    try:
+        a, b = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise fail(owner, name, "a pair (min, max) of numbers", value) from None
+    if not low <= a <= b <= high:
+        raise fail(owner, name, f"a pair (min, max) with {low} <= min <= max <= {high}", value)
+    return a, b
+
+
+_SIZE = "positive: an int or a pair (height, width) of ints > 0"
+
+
+def check_padding(owner: str, padding: Any) -> tuple[int, int, int, int]:
+    """Torchvision-style padding as (top, bottom, left, right).
+
+    An int pads all sides; a pair is (left/right, top/bottom); a 4-tuple is
+    (left, top, right, bottom).
+    """
+    expected = (
+        "an int >= 0, a pair (left/right, top/bottom) or a 4-tuple (left, top, right, bottom) "
+        "of ints >= 0"
+    )
+    values = (padding,) if isinstance(padding, int) else padding
+    try:
+        values = tuple(values)
+    except TypeError:
+        raise fail(owner, "padding", expected, padding) from None
+    if len(values) not in (1, 2, 4) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values
+    ):
+        raise fail(owner, "padding", expected, padding)
+    if len(values) == 1:
+        return (values[0],) * 4
+    if len(values) == 2:
+        return values[1], values[1], values[0], values[0]
+    left, top, right, bottom = values
+    return top, bottom, left, right
+
+
+def check_size(owner: str, name: str, value: Any) -> tuple[int, int]:
+    """``value`` (an int or a pair of ints) as a positive (height, width)."""
+    pair = (value, value) if isinstance(value, int) else value
+    try:
+        h, w = pair
+    except (TypeError, ValueError):
+        raise fail(owner, name, _SIZE, value) from None
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (h, w)):
+        raise fail(owner, name, _SIZE, value)
+    return int(h), int(w)
+
+
+def check_fields(owner: str, fields: Any, field: str) -> tuple[str, ...]:
+    """Extra field names transformed with the same draw as ``field``."""
+    names = (fields,) if isinstance(fields, str) else tuple(fields)
+    if not all(isinstance(n, str) and n for n in names) or field in names:
+        raise fail(
+            owner,
+            "fields",
+            f"a sequence of other field names (not {field!r})",
+            fields,
+            'Pass e.g. fields=("mask",).',
+        )
+    return names
+
+
+def check_choice(owner: str, name: str, value: Any, choices: Sequence[str]) -> str:
+    """``value`` if it is one of ``choices``."""
+    if value not in choices:
+        raise fail(owner, name, " or ".join(repr(c) for c in choices), value)
+    return str(value)
+
+
+def channels_1_or_3(owner: str, x: jax.Array) -> None:
+    """Raises unless ``x`` is HWC with 1 or 3 channels (colour ops)."""
+    if x.shape[-1] not in (1, 3):
+        raise OperatorError(
+            f"{owner}: colour operators need 1 (grey) or 3 (RGB) channels, got shape "
+            f"{tuple(x.shape)}. Apply it to an RGB or grey HWC image field."
+        )
+
+
+def value_of(v: Any) -> Any:
+    """The array held by a Variable, or ``v`` itself (a plain hyperparameter)."""
+    return v[...] if isinstance(v, nnx.Variable) else v
+
+
+# ---------------------------------------------------------------------------- dtypes
+
+
+def to_unit(x: jax.Array) -> jax.Array:
+    """uint8 -> float32 ``x / 255``; floats unchanged (assumed in [0, 1])."""
+    if jnp.issubdtype(x.dtype, jnp.floating):
+        return x
+    return x.astype(jnp.float32) / 255.0
+
+
+def from_unit(y: jax.Array, dtype: Any) -> jax.Array:
+    """Clips ``y`` to [0, 1] and returns it as ``dtype`` (uint8: ``round(255 y)``)."""
+    y = jnp.clip(y, 0.0, 1.0)
+    if jnp.issubdtype(dtype, jnp.floating):
+        return y.astype(dtype)
+    return jnp.round(y * 255.0).astype(dtype)
+
+
+def to_compute(x: jax.Array) -> jax.Array:
+    """Geometry: a float version of ``x`` in its own units."""
+    return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.float32)
+
+
+def like(y: jax.Array, dtype: Any) -> jax.Array:
+    """Geometry: ``y`` back in ``dtype`` (uint8 rounded and clipped to [0, 255])."""
+    if jnp.issubdtype(dtype, jnp.floating):
+        return y.astype(dtype)
+    info = jnp.iinfo(dtype)
+    return jnp.clip(jnp.round(y), info.min, info.max).astype(dtype)
+
+
+def unit_value(value: float, dtype: Any) -> float:
+    """A unit-scale pixel value in the units of ``dtype`` (x255 for integers)."""
+    return value if jnp.issubdtype(dtype, jnp.floating) else value * 255.0
+
+
+# ---------------------------------------------------------------------------- draws
+
+
+def uniforms(key: jax.Array, n: int) -> jax.Array:
+    """``n`` independent U[0, 1) draws: an operator's whole draw for one record.
+
+    Operators derive every random quantity of a record from one such vector (integers
+    with :func:`below`, coins with ``u < p``, ranges with :func:`lerp`): one call of the
+    RNG per operator and record keeps the fused program small and quick to compile.
+    """
+    return jax.random.uniform(key, (n,), jnp.float32)
+
+
+def below(u: jax.Array, n: Any) -> jax.Array:
+    """A uniform integer in ``[0, n)`` from a U[0, 1) draw ``u``; ``n`` may be traced."""
+    return jnp.minimum(jnp.floor(u * n).astype(jnp.int32), jnp.asarray(n, jnp.int32) - 1)
+
+
+def lerp(u: jax.Array, low: Any, high: Any) -> jax.Array:
+    """A uniform number in ``[low, high)`` from a U[0, 1) draw ``u``."""
+    return low + (high - low) * u
+
+
+# ---------------------------------------------------------------------------- sub-keys
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class SubContext(RecordContext):
+    """A record context for a sub-operator at ``path`` inside composite operators.
+
+    Its key is the record's key folded with each position of ``path``, so every
+    sub-operator of a composite gets its own key per record, even when two sub-operators
+    hold the same stream key (the same instance twice, or the same seed).
+    """
+
+    path: tuple[int, ...] = dataclasses.field(default=(), metadata={"static": True})
+
+    def key(self, stream_key: jax.Array) -> jax.Array:
+        """The record key of ``stream_key``, folded with the sub-operator's path."""
+        key = super().key(stream_key)
+        for i in self.path:
+            key = jax.random.fold_in(key, i)
+        return key
+
+
+def child(ctx: RecordContext, i: int) -> SubContext:
+    """The context of sub-operator ``i`` of a composite called with ``ctx``."""
+    path = ctx.path if isinstance(ctx, SubContext) else ()
+    return SubContext(ctx.epoch, ctx.index, ctx.valid, path=(*path, i))
+
+
+# ---------------------------------------------------------------------------- several fields
+
+
+class SpatialOperator(Operator):
+    """Base of geometry operators: one draw applied to the main field and ``fields``.
+
+    Subclasses implement :meth:`draw` (the random or fixed parameters, from the main
+    field's shape) and :meth:`warp` (the transform of one HWC value at those parameters).
+    Extra fields (e.g. segmentation masks, HW or HWC with the same height and width) get
+    the same draw with nearest-neighbour interpolation and zero fill, so image and mask
+    stay aligned. In eval mode a random spatial operator is the identity on every field.
+    """
+
+    fields: tuple[str, ...] = ()
+
+    def draw(self, shape: tuple[int, ...], ctx: RecordContext) -> Any:
+        """The parameters of the transform for one record whose main field has ``shape``."""
+        return None
+
+    def warp(self, x: jax.Array, params: Any, main: bool) -> jax.Array:
+        """Transforms one HWC value; ``main`` is False for the extra ``fields``."""
+        raise NotImplementedError
+
+    def apply(self, x: jax.Array, ctx: RecordContext) -> jax.Array:
+        """Transforms one HWC image."""
+        return self.warp(x, self.draw(tuple(x.shape), ctx), True)
+
+    def __call__(self, record: Record, ctx: RecordContext) -> dict[str, Any]:
+        """Returns ``record`` with the main field and ``fields`` transformed alike."""
+        if not self.fields:
+            return super().__call__(record, ctx)
+        name = type(self).__name__
+        for f in (self.field, *self.fields):
+            if f not in record:
+                raise OperatorError(
+                    f"{name}: the record has no field {f!r}; its fields are {sorted(record)}. "
+                    f"Pass field=/fields= naming fields of the record to {name}(...)."
+                )
+        x = record[self.field]
+        self._check(x)
+        if getattr(self, "deterministic", False):
+            return dict(record)
+        out = dict(record)
+        params = self.draw(tuple(x.shape), ctx)
+        out[self.field] = self.warp(x, params, True)
+        for f in self.fields:
+            y = record[f]
+            if y.ndim not in (2, 3) or y.shape[:2] != x.shape[:2]:
+                raise OperatorError(
+                    f"{name}: extra field {f!r} must be HW or HWC with the height and width of "
+                    f"{self.field!r} {tuple(x.shape[:2])}, got shape {tuple(y.shape)}. Resize it "
+                    "in the source or drop it from fields=."
+                )
+            y3 = y if y.ndim == 3 else y[..., None]
+            y3 = self.warp(y3, params, False)
+            out[f] = y3 if y.ndim == 3 else y3[..., 0]
+        return out

@@ -1,0 +1,257 @@
+"""Pure geometry functions on one HWC image at fixed parameters (the operators use them).
+
+Every function takes uint8 or float HWC input and returns the same dtype: interpolated
+uint8 values are rounded. ``fill`` values are on the unit scale (1.0 is 255 for uint8).
+Positions may be traced arrays; sizes are static Python ints.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from feedax._ops._common import like, to_compute, unit_value
+
+PAD_MODES = ("constant", "edge", "reflect", "symmetric")
+RESIZE_METHODS = {
+    "nearest": "nearest",
+    "bilinear": "linear",
+    "bicubic": "cubic",
+    "lanczos3": "lanczos3",
+    "lanczos5": "lanczos5",
+}
+WARP_METHODS = ("nearest", "bilinear")
+
+
+def pad(
+    x: jax.Array,
+    padding: tuple[int, int, int, int],
+    mode: str = "constant",
+    fill: float = 0.0,
+) -> jax.Array:
+    """Pads height and width of an HWC image.
+
+    Args:
+      x: HWC image.
+      padding: ``(top, bottom, left, right)`` pixels.
+      mode: ``"constant"`` (``fill``), ``"edge"`` (repeat the border), ``"reflect"``
+        (mirror without repeating the border) or ``"symmetric"`` (mirror with it).
+      fill: the constant, on the unit scale.
+
+    Returns:
+      The padded image, dtype of ``x``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> pad(jnp.ones((1, 1, 1)), (0, 0, 1, 1))[..., 0].tolist()
+      [[0.0, 1.0, 0.0]]
+    """
+    top, bottom, left, right = padding
+    widths = ((top, bottom), (left, right), (0, 0))
+    if mode == "constant":
+        fill_value = jnp.asarray(unit_value(fill, x.dtype)).astype(x.dtype)
+        return jnp.pad(x, widths, mode="constant", constant_values=fill_value)
+    return jnp.pad(x, widths, mode=mode)
+
+
+def crop(x: jax.Array, top: Any, left: Any, height: int, width: int) -> jax.Array:
+    """The ``height`` x ``width`` window of ``x`` at (``top``, ``left``), which may be traced.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> crop(jnp.arange(9).reshape(3, 3, 1), 1, 1, 2, 2)[..., 0].tolist()
+      [[4, 5], [7, 8]]
+    """
+    return jax.lax.dynamic_slice(x, (top, left, 0), (height, width, x.shape[2]))
+
+
+def center_crop_offsets(shape: tuple[int, ...], size: tuple[int, int]) -> tuple[int, int]:
+    """The (top, left) of a centred ``size`` window, rounded as torchvision does."""
+    return round((shape[0] - size[0]) / 2.0), round((shape[1] - size[1]) / 2.0)
+
+
+def resize(
+    x: jax.Array, size: tuple[int, int], method: str = "bilinear", antialias: bool = True
+) -> jax.Array:
+    """Resizes an HWC image to ``size`` = (height, width).
+
+    Args:
+      x: HWC image.
+      size: output (height, width).
+      method: ``"nearest"``, ``"bilinear"``, ``"bicubic"`` (Keys, a = -0.5, as PIL),
+        ``"lanczos3"`` or ``"lanczos5"``.
+      antialias: widen the kernel when downscaling (as PIL does), for all but nearest.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> resize(jnp.ones((4, 4, 3), jnp.uint8), (2, 3)).shape
+      (2, 3, 3)
+    """
+    if method == "nearest":  # PIL's rule: source pixel floor((i + 0.5) * in / out)
+        return resized_crop(x, 0, 0, x.shape[0], x.shape[1], size, "nearest")
+    shape = (size[0], size[1], x.shape[2])
+    out = jax.image.resize(to_compute(x), shape, RESIZE_METHODS[method], antialias=antialias)
+    return like(out, x.dtype)
+
+
+def resized_crop(
+    x: jax.Array,
+    top: Any,
+    left: Any,
+    height: Any,
+    width: Any,
+    size: tuple[int, int],
+    method: str = "bilinear",
+    antialias: bool = True,
+) -> jax.Array:
+    """Resizes the box (``top``, ``left``, ``height``, ``width``) of ``x`` to ``size``.
+
+    The box may be traced and fractional. Pixels just outside the box (inside the image)
+    contribute to the kernel at its border, as in PIL's ``Image.resize(..., box=...)``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> resized_crop(jnp.ones((8, 8, 3)), 2, 2, 4, 4, (2, 2)).shape
+      (2, 2, 3)
+    """
+    h_out, w_out = size
+    xf = to_compute(x)
+    height = jnp.asarray(height, jnp.float32)
+    width = jnp.asarray(width, jnp.float32)
+    top = jnp.asarray(top, jnp.float32)
+    left = jnp.asarray(left, jnp.float32)
+    if method == "nearest":
+        # Sample the box at output pixel centres; PIL's nearest rule (floor).
+        ys = top + (jnp.arange(h_out) + 0.5) * (height / h_out)
+        xs = left + (jnp.arange(w_out) + 0.5) * (width / w_out)
+        yi = jnp.clip(jnp.floor(ys).astype(jnp.int32), 0, x.shape[0] - 1)
+        xi = jnp.clip(jnp.floor(xs).astype(jnp.int32), 0, x.shape[1] - 1)
+        return x[yi[:, None], xi[None, :]]
+    scale = jnp.stack([h_out / height, w_out / width])
+    translation = -jnp.stack([top, left]) * scale
+    out = jax.image.scale_and_translate(
+        xf,
+        (h_out, w_out, x.shape[2]),
+        (0, 1),
+        scale,
+        translation,
+        RESIZE_METHODS[method],
+        antialias=antialias,
+    )
+    return like(out, x.dtype)
+
+
+def affine_matrix(
+    angle: Any,
+    translate: Any = (0.0, 0.0),
+    scale: Any = 1.0,
+    shear: Any = (0.0, 0.0),
+    center: Any = (0.0, 0.0),
+) -> jax.Array:
+    """The 2x3 inverse map (output pixel -> input pixel) of an affine transform.
+
+    The forward map, in pixel-corner coordinates (x right, y down), is
+    ``p_out = center + translate + R(angle) S(scale) Sh(shear) (p_in - center)``, where
+    ``R`` turns the picture counter-clockwise by ``angle`` degrees (as PIL's
+    ``Image.rotate``), ``S`` scales, and ``Sh`` shears: first ``x += tan(shear_x) y``, then
+    ``y += tan(shear_y) x`` (degrees). All arguments may be traced.
+
+    Example:
+      >>> (affine_matrix(0.0, (2.0, 1.0)) + 0.0).tolist()
+      [[1.0, 0.0, -2.0], [0.0, 1.0, -1.0]]
+    """
+    theta = jnp.deg2rad(jnp.asarray(angle, jnp.float32))
+    cos, sin = jnp.cos(theta), jnp.sin(theta)
+    rot = jnp.array([[cos, sin], [-sin, cos]])
+    sx, sy = (jnp.tan(jnp.deg2rad(jnp.asarray(s, jnp.float32))) for s in shear)
+    shear_m = jnp.array([[1.0, 0.0], [sy, 1.0]]) @ jnp.array([[1.0, sx], [0.0, 1.0]])
+    a = jnp.asarray(scale, jnp.float32) * (rot @ shear_m)
+    det = a[0, 0] * a[1, 1] - a[0, 1] * a[1, 0]
+    inv = jnp.array([[a[1, 1], -a[0, 1]], [-a[1, 0], a[0, 0]]]) / det
+    c = jnp.asarray(center, jnp.float32)
+    t = jnp.asarray(translate, jnp.float32)
+    offset = c - inv @ (c + t)
+    return jnp.concatenate([inv, offset[:, None]], axis=1)
+
+
+def warp_affine(
+    x: jax.Array, inverse: jax.Array, interpolation: str = "bilinear", fill: float = 0.0
+) -> jax.Array:
+    """Resamples ``x`` through the 2x3 inverse map ``inverse`` (output -> input pixel).
+
+    Sampling follows PIL's ``Image.transform(..., Image.AFFINE)``: an output pixel whose
+    centre maps outside the input gets ``fill`` (unit scale); inside, bilinear sampling
+    repeats the border pixels.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> eye = jnp.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+      >>> warp_affine(jnp.arange(4.0).reshape(2, 2, 1), eye)[..., 0].tolist()
+      [[0.0, 1.0], [2.0, 3.0]]
+    """
+    height, width = x.shape[0], x.shape[1]
+    ys, xs = jnp.meshgrid(
+        jnp.arange(height, dtype=jnp.float32) + 0.5,
+        jnp.arange(width, dtype=jnp.float32) + 0.5,
+        indexing="ij",
+    )
+    xin = inverse[0, 0] * xs + inverse[0, 1] * ys + inverse[0, 2]
+    yin = inverse[1, 0] * xs + inverse[1, 1] * ys + inverse[1, 2]
+    inside = (xin >= 0) & (xin < width) & (yin >= 0) & (yin < height)
+    fill_value = jnp.asarray(unit_value(fill, x.dtype), jnp.float32)
+    if interpolation == "nearest":
+        xi = jnp.clip(jnp.floor(xin).astype(jnp.int32), 0, width - 1)
+        yi = jnp.clip(jnp.floor(yin).astype(jnp.int32), 0, height - 1)
+        out = to_compute(x[yi, xi])
+    else:
+        u, v = xin - 0.5, yin - 0.5
+        x0, y0 = jnp.floor(u), jnp.floor(v)
+        dx, dy = (u - x0)[..., None], (v - y0)[..., None]
+        x0i = jnp.clip(x0.astype(jnp.int32), 0, width - 1)
+        x1i = jnp.clip(x0.astype(jnp.int32) + 1, 0, width - 1)
+        y0i = jnp.clip(y0.astype(jnp.int32), 0, height - 1)
+        y1i = jnp.clip(y0.astype(jnp.int32) + 1, 0, height - 1)
+        xf = to_compute(x)
+        row0 = xf[y0i, x0i] * (1 - dx) + xf[y0i, x1i] * dx
+        row1 = xf[y1i, x0i] * (1 - dx) + xf[y1i, x1i] * dx
+        out = row0 * (1 - dy) + row1 * dy
+    out = jnp.where(inside[..., None], out, fill_value.astype(out.dtype))
+    return like(out, x.dtype)
+
+
+def affine(
+    x: jax.Array,
+    angle: Any = 0.0,
+    translate: Any = (0.0, 0.0),
+    scale: Any = 1.0,
+    shear: Any = (0.0, 0.0),
+    interpolation: str = "bilinear",
+    fill: float = 0.0,
+) -> jax.Array:
+    """Applies :func:`affine_matrix` about the image centre, same output size.
+
+    ``translate`` is in pixels (x, y); see :func:`affine_matrix` for the conventions.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> affine(jnp.arange(3.0).reshape(1, 3, 1), translate=(1.0, 0.0))[..., 0].tolist()
+      [[0.0, 0.0, 1.0]]
+    """
+    center = (x.shape[1] * 0.5, x.shape[0] * 0.5)
+    inverse = affine_matrix(angle, translate, scale, shear, center)
+    return warp_affine(x, inverse, interpolation, fill)
+
+
+def rotate(
+    x: jax.Array, angle: Any, interpolation: str = "bilinear", fill: float = 0.0
+) -> jax.Array:
+    """Turns ``x`` counter-clockwise by ``angle`` degrees about its centre, same size.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> rotate(jnp.arange(4.0).reshape(2, 2, 1), 90.0)[..., 0].tolist()
+      [[1.0, 3.0], [0.0, 2.0]]
+    """
+    return affine(x, angle, interpolation=interpolation, fill=fill)

@@ -1,0 +1,36 @@
+"""ToFloat: uint8 pixels to float32 on the unit scale."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+
+from feedax._context import RecordContext
+from feedax._operator import Operator
+
+
+class ToFloat(Operator):
+    """uint8 -> float32 ``x / 255`` in [0, 1]; float input is returned unchanged.
+
+    Put it before float-only steps (or to hand floats in [0, 1] to colour ops, which
+    then skip their uint8 rounding). Deterministic.
+
+    Args:
+      field: the record field to convert.
+
+    Example:
+      >>> import jax.numpy as jnp, feedax as fx
+      >>> ctx = fx.RecordContext(jnp.int32(0), jnp.int32(0), jnp.bool_(True))
+      >>> fx.ToFloat()({"image": jnp.array([[[0, 255]]], jnp.uint8)}, ctx)["image"].tolist()
+      [[[0.0, 1.0]]]
+    """
+
+    ranks: ClassVar[tuple[int, ...]] = (2, 3)
+
+    def apply(self, x: jax.Array, ctx: RecordContext) -> jax.Array:
+        """Converts one image."""
+        if jnp.issubdtype(x.dtype, jnp.floating):
+            return x
+        return x.astype(jnp.float32) / 255.0

@@ -1,0 +1,172 @@
+"""Resizing: Resize (fixed) and RandomResizedCrop (Inception-style random box)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from feedax._context import RecordContext
+from feedax._operator import RandomOperator
+from feedax._ops import _geometry_fn as G
+from feedax._ops._common import (
+    SpatialOperator,
+    below,
+    check_choice,
+    check_fields,
+    check_interval,
+    check_size,
+    lerp,
+    uniforms,
+)
+
+ATTEMPTS = 10
+"""Candidate boxes RandomResizedCrop draws at once per record (torchvision's retries)."""
+
+
+class Resize(SpatialOperator):
+    """Resizes an HWC image with ``jax.image`` (antialiased when downscaling, as PIL).
+
+    Deterministic: applies in train and eval mode. uint8 stays uint8 (rounded).
+
+    Args:
+      size: a pair (height, width), or one int: the smaller edge becomes ``size`` and the
+        other keeps the aspect ratio (``int(size * long / short)``, as torchvision).
+      method: ``"nearest"``, ``"bilinear"``, ``"bicubic"``, ``"lanczos3"`` or ``"lanczos5"``.
+      antialias: widen the kernel when downscaling (ignored by ``"nearest"``).
+      fields: extra fields (e.g. ``("mask",)``) resized alike, nearest-neighbour.
+      field: the record field to resize.
+
+    Example:
+      >>> import jax.numpy as jnp, feedax as fx
+      >>> ctx = fx.RecordContext(jnp.int32(0), jnp.int32(0), jnp.bool_(True))
+      >>> fx.Resize(16)({"image": jnp.zeros((32, 48, 3), jnp.uint8)}, ctx)["image"].shape
+      (16, 24, 3)
+    """
+
+    def __init__(
+        self,
+        size: int | tuple[int, int],
+        *,
+        method: str = "bilinear",
+        antialias: bool = True,
+        fields: Sequence[str] = (),
+        field: str = "image",
+    ):
+        super().__init__(field=field)
+        pair = check_size("Resize", "size", size)
+        self.size: int | tuple[int, int] = size if isinstance(size, int) else pair
+        self.method = check_choice("Resize", "method", method, tuple(G.RESIZE_METHODS))
+        self.antialias = bool(antialias)
+        self.fields = check_fields("Resize", fields, field)
+
+    def output_size(self, shape: tuple[int, ...]) -> tuple[int, int]:
+        """The (height, width) of the output for an input of ``shape``."""
+        if not isinstance(self.size, int):
+            return self.size
+        h, w = shape[0], shape[1]
+        if h <= w:
+            return self.size, max(1, int(self.size * w / h))
+        return max(1, int(self.size * h / w)), self.size
+
+    def draw(self, shape: tuple[int, ...], ctx: RecordContext) -> Any:
+        """The output size."""
+        return self.output_size(shape)
+
+    def warp(self, x: jax.Array, params: Any, main: bool) -> jax.Array:
+        """Resizes one HWC value to ``params``."""
+        method = self.method if main else "nearest"
+        return G.resize(x, params, method, self.antialias)
+
+
+class RandomResizedCrop(SpatialOperator, RandomOperator):
+    """Crops a random box (area fraction ``scale``, aspect ``ratio``) and resizes it to ``size``.
+
+    Torchvision's retry loop, vectorised: each record draws ``ATTEMPTS`` (10) candidate
+    boxes at once (area uniform in ``scale`` times the image area, log-aspect uniform in
+    ``log(ratio)``, sides rounded) and takes the first that fits; if none fits, the
+    central crop with the aspect clamped to ``ratio`` (the whole image when it is inside
+    ``ratio``). The same distribution as torchvision's loop. The box position is uniform.
+    Resampling is ``jax.image.scale_and_translate`` (antialiased when downscaling), so
+    pixels just outside the box weigh in at its border, as PIL's ``resize(box=...)``.
+    The identity in eval mode (use ``Resize`` + ``CenterCrop`` for eval images).
+
+    Args:
+      size: output (height, width), or one int for a square.
+      scale: range of the box area as a fraction of the image area.
+      ratio: range of the box aspect (width / height).
+      method: ``"nearest"``, ``"bilinear"``, ``"bicubic"``, ``"lanczos3"`` or ``"lanczos5"``.
+      antialias: widen the kernel when downscaling.
+      fields: extra fields (e.g. ``("mask",)``) cropped alike, nearest-neighbour.
+      rngs: the RNG streams; the operator draws its key from ``stream``.
+      stream: the name of the stream in ``rngs`` (default ``"augment"``).
+      field: the record field to transform.
+
+    Example:
+      >>> import jax.numpy as jnp, feedax as fx
+      >>> from flax import nnx
+      >>> op = fx.RandomResizedCrop(8, rngs=nnx.Rngs(augment=0))
+      >>> x = jnp.zeros((20, 30, 3), jnp.uint8)[None]
+      >>> out = fx.apply_operators(op, {"image": x}, indices=[0])
+      >>> out["image"][0].shape
+      (8, 8, 3)
+    """
+
+    def __init__(
+        self,
+        size: int | tuple[int, int],
+        *,
+        scale: tuple[float, float] = (0.08, 1.0),
+        ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0),
+        method: str = "bilinear",
+        antialias: bool = True,
+        fields: Sequence[str] = (),
+        rngs: nnx.Rngs,
+        stream: str = "augment",
+        field: str = "image",
+    ):
+        super().__init__(rngs=rngs, stream=stream, field=field)
+        name = "RandomResizedCrop"
+        self.size = check_size(name, "size", size)
+        self.scale = check_interval(name, "scale", scale, 1e-6, 1.0)
+        self.ratio = check_interval(name, "ratio", ratio, 1e-3, 1e3)
+        self.method = check_choice(name, "method", method, tuple(G.RESIZE_METHODS))
+        self.antialias = bool(antialias)
+        self.fields = check_fields(name, fields, field)
+
+    def draw(self, shape: tuple[int, ...], ctx: RecordContext) -> Any:
+        """The box (top, left, height, width), integers."""
+        height, width = shape[0], shape[1]
+        u = uniforms(self.record_key(ctx), 2 * ATTEMPTS + 2)
+        area = height * width * lerp(u[:ATTEMPTS], *self.scale)
+        lo, hi = math.log(self.ratio[0]), math.log(self.ratio[1])
+        aspect = jnp.exp(lerp(u[ATTEMPTS : 2 * ATTEMPTS], lo, hi))
+        w = jnp.round(jnp.sqrt(area * aspect)).astype(jnp.int32)
+        h = jnp.round(jnp.sqrt(area / aspect)).astype(jnp.int32)
+        fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+        first = jnp.argmax(fits)
+        found = jnp.any(fits)
+        fh, fw = self._fallback(height, width)
+        h = jnp.where(found, h[first], fh)
+        w = jnp.where(found, w[first], fw)
+        top = jnp.where(found, below(u[-2], height - h + 1), (height - fh) // 2)
+        left = jnp.where(found, below(u[-1], width - w + 1), (width - fw) // 2)
+        return top, left, h, w
+
+    def _fallback(self, height: int, width: int) -> tuple[int, int]:
+        aspect = width / height
+        if aspect < self.ratio[0]:
+            return max(1, min(height, round(width / self.ratio[0]))), width
+        if aspect > self.ratio[1]:
+            return height, max(1, min(width, round(height * self.ratio[1])))
+        return height, width
+
+    def warp(self, x: jax.Array, params: Any, main: bool) -> jax.Array:
+        """Resizes the box ``params`` of one HWC value to ``size``."""
+        top, left, height, width = params
+        method = self.method if main else "nearest"
+        return G.resized_crop(x, top, left, height, width, self.size, method, self.antialias)
