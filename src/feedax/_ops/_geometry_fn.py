@@ -67,6 +67,60 @@ def crop(x: jax.Array, top: Any, left: Any, height: int, width: int) -> jax.Arra
     return jax.lax.dynamic_slice(x, (top, left, 0), (height, width, x.shape[2]))
 
 
+def _source_index(position: jax.Array, size: int, mode: str) -> jax.Array:
+    """The index in ``[0, size)`` that padded position ``position`` reads, per pad mode."""
+    if mode in ("constant", "edge"):
+        return jnp.clip(position, 0, size - 1)
+    if mode == "reflect":
+        if size == 1:
+            return jnp.zeros_like(position)
+        period = 2 * (size - 1)
+        folded = jnp.abs(position) % period
+        return jnp.where(folded >= size, period - folded, folded)
+    period = 2 * size  # symmetric
+    folded = position % period
+    return jnp.where(folded >= size, period - 1 - folded, folded)
+
+
+def padded_crop(
+    x: jax.Array,
+    padding: tuple[int, int, int, int],
+    mode: str,
+    fill: float,
+    top: Any,
+    left: Any,
+    height: int,
+    width: int,
+) -> jax.Array:
+    """``crop(pad(x, padding, mode, fill), top, left, height, width)`` without the pad.
+
+    Gathers the window's rows and columns straight from ``x`` (positions outside it are
+    mapped back by the pad mode, or filled), which on CPU is several times faster than
+    materialising the padded image.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> x = jnp.arange(4.0).reshape(2, 2, 1)
+      >>> padded_crop(x, (1, 1, 1, 1), "constant", 0.0, 0, 0, 2, 2)[..., 0].tolist()
+      [[0.0, 0.0], [0.0, 0.0]]
+    """
+    pad_top, _, pad_left, _ = padding
+    rows = jnp.arange(height) + top - pad_top
+    cols = jnp.arange(width) + left - pad_left
+    out = jnp.take(
+        jnp.take(x, _source_index(rows, x.shape[0], mode), axis=0),
+        _source_index(cols, x.shape[1], mode),
+        axis=1,
+    )
+    if mode != "constant" or not any(padding):
+        return out
+    inside = ((rows >= 0) & (rows < x.shape[0]))[:, None, None] & (
+        (cols >= 0) & (cols < x.shape[1])
+    )[None, :, None]
+    fill_value = jnp.asarray(unit_value(fill, x.dtype)).astype(x.dtype)
+    return jnp.where(inside, out, fill_value)
+
+
 def center_crop_offsets(shape: tuple[int, ...], size: tuple[int, int]) -> tuple[int, int]:
     """The (top, left) of a centred ``size`` window, rounded as torchvision does."""
     return round((shape[0] - size[0]) / 2.0), round((shape[1] - size[1]) / 2.0)

@@ -86,11 +86,10 @@ class RandomCrop(SpatialOperator, RandomOperator):
         return below(u[0], height - h + 1), below(u[1], width - w + 1)
 
     def warp(self, x: jax.Array, params: Any, main: bool) -> jax.Array:
-        """Pads ``x`` and crops the window at ``params``."""
-        if any(self.padding):
-            x = G.pad(x, self.padding, self.padding_mode, self.fill if main else 0.0)
+        """Crops the window at ``params`` of ``x`` padded (without building the pad)."""
+        fill = self.fill if main else 0.0
         top, left = params
-        return G.crop(x, top, left, *self.size)
+        return G.padded_crop(x, self.padding, self.padding_mode, fill, top, left, *self.size)
 
 
 class CenterCrop(SpatialOperator):
