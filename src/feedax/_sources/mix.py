@@ -27,9 +27,10 @@ class Mix(Source):
     and between a source's epochs.
 
     One epoch of a pipeline over a Mix is ``len(mix) = sum of the sources' lengths``
-    slots (less a dropped remainder, which is not skipped in any source). The pipeline's ``shuffle`` and ``seed`` shuffle each source within its epochs
-    (with a seed of its own); the interleave itself is fixed, so the proportions hold in
-    every window of the stream. The cursor is the slot, so a mixed stream resumes exactly.
+    slots (less a dropped remainder, which is not skipped in any source). The pipeline's
+    ``shuffle`` and ``seed`` shuffle each source within its epochs (with a seed of its
+    own); the interleave itself is fixed, so the proportions hold in every window of the
+    stream. The cursor is the slot, so a mixed stream resumes exactly.
 
     Args:
       sources: the sources; their records must have the same fields, shapes and dtypes.
