@@ -1,9 +1,12 @@
 import os
+import pickle
 import re
 
 import jax
 import numpy as np
 import pytest
+from flax import nnx
+from helpers import host
 
 import feedax as fx
 
@@ -96,6 +99,176 @@ def test_truncated_file_is_named(tmp_path):
     message = str(info.value)
     assert "ArrayRecordSource" in message and paths[1] in message
     assert "records from index 200 on" in message and "truncated or corrupt" in message
+    assert "Its record count is unknown" in message
+    assert message.endswith(
+        "pass counts= (the number of records each file holds) so that on_error='skip' can "
+        "skip its records."
+    )
+
+
+def write_shards(tmp_path, damage, bad):
+    """30 records (``id``, ``x``) in 3 shards of 10; shard ``bad`` damaged as ``damage`` says.
+
+    Returns the paths and the ``counts=`` to declare.
+    """
+    rng = np.random.default_rng(0)
+    data = {"id": np.arange(30), "x": rng.integers(0, 256, (30, 300), np.uint8)}
+    paths = fx.write_array_record(tmp_path / "d.array_record", data, num_shards=3)
+    counts = [10, 10, 10]
+    if damage == "truncated":
+        with open(paths[bad], "r+b") as f:
+            f.truncate(os.path.getsize(paths[bad]) // 2)  # mid-record: no footer
+    elif damage == "not_array_record":
+        with open(paths[bad], "wb") as f:
+            f.write(b"not an array_record file" * 100)
+    elif damage == "wrong_count":
+        counts[bad] = 12  # the metadata says 12, the file holds 10
+    return paths, counts
+
+
+DAMAGES = {
+    "truncated": r"the reader found no valid footer \(the file is truncated or corrupt\)",
+    "not_array_record": r"the reader found no valid footer \(the file is truncated or corrupt\)",
+    "wrong_count": r"the file holds 10 records, but counts= says 12",
+}
+
+
+@pytest.mark.parametrize(
+    ("damage", "bad"),
+    [("truncated", 1), ("truncated", 0), ("not_array_record", 2), ("wrong_count", 1)],
+)
+def test_with_counts_a_damaged_file_fails_per_record_naming_file_and_cause(
+    tmp_path, monkeypatch, damage, bad
+):
+    import feedax._sources.array_record as module
+
+    paths, counts = write_shards(tmp_path, damage, bad)
+    opened = []
+    real_open = module._open
+    monkeypatch.setattr(module, "_open", lambda *a: opened.append(a[0]) or real_open(*a))
+    source = fx.ArrayRecordSource(paths, counts=counts)  # the spec: the first file that opens
+    assert len(source) == sum(counts) and source.element_spec["x"].shape == (300,)
+    assert opened == paths[: 2 if bad == 0 else 1]  # opened for the spec only, not to count
+    first, last = 10 * bad, 10 * bad + counts[bad] - 1
+    good = [i for i in range(sum(counts)) if not first <= i <= last]
+    shift = counts[bad] - 10  # with a wrong count, the next files' indices move by this much
+    expected = [i - shift if i > last else i for i in good[::-1]]
+    assert source.read(np.array(good[::-1]))["id"].tolist() == expected
+    message = (
+        rf"ArrayRecordSource: record index {first + 3} \(file '{re.escape(paths[bad])}'\): the "
+        rf"file \(records {first} to {last}\) cannot be read: {DAMAGES[damage]}[^\n]*\. "
+        r"Re-write or re-download the file \(or correct counts= if it is wrong\), or pass "
+        r"on_error='skip' to the Pipeline to skip its records\.$"
+    )
+    for _ in range(2):  # the failed open is remembered: the file is tried once per process
+        with pytest.raises(fx.SourceError, match=message):
+            source.read(np.array([good[0], first + 3, first]))
+    assert opened.count(paths[bad]) == 1
+    with pytest.raises(fx.SourceError, match=rf"record index {first} \(file .*cannot be read"):
+        list(fx.Pipeline(source, batch_size=4).epoch())
+    clone = pickle.loads(pickle.dumps(source))  # as process workers get it: damage found anew
+    with pytest.raises(fx.SourceError, match=message):
+        clone.read(np.array([first + 3]))
+    assert opened.count(paths[bad]) == 2
+
+
+def identity(record, ctx):
+    return {"id": record["id"], "x": record["x"]}
+
+
+@pytest.mark.parametrize(("damage", "workers"), [("truncated", 0), ("wrong_count", 2)])
+def test_skip_policy_skips_exactly_the_damaged_file_and_resumes_on_the_same_stream(
+    tmp_path, damage, workers
+):
+    paths, counts = write_shards(tmp_path, damage, bad=1)
+
+    def pipeline():
+        return fx.Pipeline(
+            fx.ArrayRecordSource(paths, counts=counts),
+            batch_size=6,
+            shuffle=True,
+            seed=2,
+            drop_remainder=False,
+            host=fx.HostMap(identity, workers=workers) if workers else None,
+            on_error="skip",
+            max_skip_fraction=0.4,
+        )
+
+    bad = list(range(10, 10 + counts[1]))
+    check_skip_and_resume(pipeline, bad=bad, n=sum(counts), batch_size=6)
+
+
+def check_skip_and_resume(pipeline, *, bad, n, batch_size):
+    """One epoch: full batches, every good record once, exactly ``bad`` skipped; resumes."""
+    pipe = pipeline()
+    batches = [host(b) for b in pipe.epoch()]
+    good = sorted(set(range(n)) - set(bad))
+    assert len(batches) == -(-len(good) // batch_size)
+    assert all(b["valid"].all() for b in batches[:-1])  # only the last one is padded
+    assert batches[-1]["valid"].sum() == len(good) - batch_size * (len(batches) - 1)
+    ids = np.concatenate([b["id"][b["valid"]] for b in batches]).tolist()
+    shift = n - 30  # a wrong count of shard 1 moves the indices of shard 2
+    assert sorted(ids) == [i - shift if i >= 10 else i for i in good]  # each good record once
+    assert sorted(pipe.skipped_indices) == bad
+    steps = 2 * len(batches) + 1  # crosses two epoch boundaries
+
+    def take(pipe, k):
+        it = iter(pipe)
+        return [host(next(it)) for _ in range(k)]
+
+    reference = take(pipeline(), steps)
+    for k in (1, len(batches) - 1, len(batches), len(batches) + 2):
+        partial = pipeline()
+        take(partial, k)
+        saved = nnx.clone(nnx.state(partial))
+        fresh = pipeline()
+        nnx.update(fresh, saved)
+        assert sorted(fresh.skipped_indices) == sorted(partial.skipped_indices)
+        for expected, got in zip(reference[k:], take(fresh, steps - k), strict=True):
+            assert expected.keys() == got.keys()
+            for field in expected:
+                np.testing.assert_array_equal(expected[field], got[field])
+
+
+@pytest.mark.parametrize(
+    ("counts", "message"),
+    [
+        (
+            [10, 10],
+            r"counts must hold one number per file: expected 3 \(the files \[.*\]\), got 2\. "
+            r"Pass the number of records of each file, in index order\.",
+        ),
+        ([10, -1, 10], r"counts\[1\] \(file '.*00001-of-00003'\) must be >= 0, got -1\."),
+        ([10, 10.0, 10], r"counts\[1\] \(file '.*00001-of-00003'\) must be an int, got 10\.0\."),
+        ([10, True, 10], r"counts\[1\] .* must be an int, got True\."),
+        (30, r"counts must be a sequence of ints .* got int\. Pass e\.g\. counts=\[1000"),
+        ("10", r"counts must be a sequence of ints .* got str\."),
+    ],
+)
+def test_counts_are_validated(tmp_path, counts, message):
+    paths, _ = write_shards(tmp_path, None, bad=0)
+    with pytest.raises(fx.SourceError, match=r"^ArrayRecordSource: " + message):
+        fx.ArrayRecordSource(paths, counts=counts)
+    source = fx.ArrayRecordSource(paths, counts=np.array([10, 10, 10]))  # NumPy ints work
+    assert source.read(np.array([29]))["id"].tolist() == [29]
+
+
+def test_with_counts_every_file_damaged_needs_a_declared_spec(tmp_path):
+    paths, _ = write_shards(tmp_path, "truncated", bad=0)
+    for path in paths[1:]:
+        with open(path, "r+b") as f:
+            f.truncate(100)
+    with pytest.raises(
+        fx.SourceError,
+        match=r"ArrayRecordSource: no file can be read, so the element_spec cannot be taken "
+        r"from a record: '.*00000-of-00003': the reader found no valid footer .*; "
+        r"'.*00002-of-00003': .*\. Re-write or re-download .* Or declare element_spec=",
+    ):
+        fx.ArrayRecordSource(paths, counts=[10, 10, 10])
+    spec = {"id": jax.ShapeDtypeStruct((), np.int64)}
+    source = fx.ArrayRecordSource(paths, counts=[10, 10, 10], element_spec=spec)
+    with pytest.raises(fx.SourceError, match=r"record index 25 .*cannot be read"):
+        source.read(np.array([25]))
 
 
 def test_corrupt_record_names_its_index_and_file(tmp_path):

@@ -3,6 +3,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from flax import nnx
+from helpers import host
 
 import feedax as fx
 
@@ -80,18 +82,96 @@ def test_many_files_and_row_groups_with_a_bounded_cache(tmp_path, monkeypatch):
     assert len(reads) == 1
 
 
-def test_wrong_typed_column_names_the_column_and_file(tmp_path):
-    pq.write_table(pa.table({"x": [1.0, 2.0], "label": [0, 1]}), tmp_path / "a.parquet")
-    pq.write_table(pa.table({"x": [3.0], "label": ["one"]}), tmp_path / "b.parquet")
-    with pytest.raises(fx.SourceError) as info:
-        fx.ParquetSource(tmp_path)
-    message = str(info.value)
-    assert "column 'label'" in message and "b.parquet" in message
-    assert "has type string, but int64" in message and "records from index 2 on" in message
-    assert fx.ParquetSource(tmp_path, columns=["x"]).read(np.array([2]))["x"].tolist() == [3.0]
-    pq.write_table(pa.table({"y": [3.0]}), tmp_path / "c.parquet")
-    with pytest.raises(fx.SourceError, match=r"column 'x' is missing from file .*c\.parquet"):
-        fx.ParquetSource([tmp_path / "a.parquet", tmp_path / "c.parquet"], columns=["x"])
+def write_parts(tmp_path, damage):
+    """Three files of ids 0..9, 10..15 (damaged as ``damage`` says) and 16..29."""
+    for name, ids in [("a", range(10)), ("b", range(10, 16)), ("c", range(16, 30))]:
+        ids = np.array(ids)
+        columns = {"id": ids, "label": ids % 3}
+        if name == "b" and damage == "wrong_type":
+            columns["label"] = [f"class {i % 3}" for i in ids]
+        if name == "b" and damage == "missing_column":
+            del columns["label"]
+        pq.write_table(pa.table(columns), tmp_path / f"{name}.parquet", row_group_size=4)
+
+
+CAUSES = {
+    "wrong_type": r"column 'label' has type string, but int64 in the first file '.*a\.parquet'",
+    "missing_column": r"column 'label' is missing from the file \(it has \['id'\]\)",
+}
+
+
+@pytest.mark.parametrize("damage", sorted(CAUSES))
+def test_a_wrong_typed_or_missing_column_fails_per_record_naming_file_column_and_fix(
+    tmp_path, damage
+):
+    write_parts(tmp_path, damage)
+    source = fx.ParquetSource(tmp_path)  # the file's rows keep their indices 10..15
+    assert len(source) == 30 and source.element_spec["label"].dtype == np.int64
+    good = np.array([29, 0, 9, 16])
+    assert source.read(good)["id"].tolist() == good.tolist()
+    message = (
+        rf"ParquetSource: record index 12 \(file '.*b\.parquet'\): {CAUSES[damage]} \(the "
+        r"file holds records 10 to 15\)\. Every file needs the selected columns with the first "
+        r"file's types: re-write the file with them, select other columns with columns=, or "
+        r"pass on_error='skip' to the Pipeline to skip its records\.$"
+    )
+    with pytest.raises(fx.SourceError, match=message):
+        source.read(np.array([3, 12, 20, 10]))  # the first bad index in the batch is named
+    with pytest.raises(fx.SourceError, match=r"record index 1[0-5] \(file '.*b\.parquet'\)"):
+        list(fx.Pipeline(source, batch_size=4, shuffle=True, seed=0).epoch())
+    only_id = fx.ParquetSource(tmp_path, columns=["id"])  # the damage is in another column
+    assert only_id.read(np.arange(30))["id"].tolist() == list(range(30))
+
+
+@pytest.mark.parametrize("damage", sorted(CAUSES))
+def test_skip_policy_skips_exactly_the_damaged_file_and_resumes_on_the_same_stream(
+    tmp_path, damage
+):
+    write_parts(tmp_path, damage)
+
+    def pipeline():
+        return fx.Pipeline(
+            fx.ParquetSource(tmp_path, cache_row_groups=2),
+            batch_size=5,
+            shuffle=True,
+            seed=4,
+            drop_remainder=False,
+            on_error="skip",
+            max_skip_fraction=0.25,
+        )
+
+    check_skip_and_resume(pipeline, bad=list(range(10, 16)), n=30, batch_size=5)
+
+
+def check_skip_and_resume(pipeline, *, bad, n, batch_size):
+    """One epoch: full batches, every good record once, exactly ``bad`` skipped; resumes."""
+    pipe = pipeline()
+    batches = [host(b) for b in pipe.epoch()]
+    good = sorted(set(range(n)) - set(bad))
+    assert len(batches) == -(-len(good) // batch_size)
+    assert all(b["valid"].all() for b in batches[:-1])  # only the last one is padded
+    assert batches[-1]["valid"].sum() == len(good) - batch_size * (len(batches) - 1)
+    ids = np.concatenate([b["id"][b["valid"]] for b in batches]).tolist()
+    assert sorted(ids) == good  # each good record once
+    assert sorted(pipe.skipped_indices) == bad
+    steps = 2 * len(batches) + 1  # crosses two epoch boundaries
+
+    def take(pipe, k):
+        it = iter(pipe)
+        return [host(next(it)) for _ in range(k)]
+
+    reference = take(pipeline(), steps)
+    for k in (1, len(batches) - 1, len(batches), len(batches) + 2):
+        partial = pipeline()
+        take(partial, k)
+        saved = nnx.clone(nnx.state(partial))
+        fresh = pipeline()
+        nnx.update(fresh, saved)
+        assert sorted(fresh.skipped_indices) == sorted(partial.skipped_indices)
+        for expected, got in zip(reference[k:], take(fresh, steps - k), strict=True):
+            assert expected.keys() == got.keys()
+            for field in expected:
+                np.testing.assert_array_equal(expected[field], got[field])
 
 
 def test_ragged_and_null_rows_name_their_record_index(tmp_path):
@@ -107,7 +187,26 @@ def test_ragged_and_null_rows_name_their_record_index(tmp_path):
 
 def test_bad_files_are_named(tmp_path):
     (tmp_path / "junk.parquet").write_bytes(b"not parquet at all")
-    with pytest.raises(fx.SourceError, match=r"junk\.parquet.*truncated or not Parquet"):
-        fx.ParquetSource(tmp_path / "junk.parquet")
+    pq.write_table(pa.table({"x": [1, 2, 3]}), tmp_path / "a.parquet")
+    with pytest.raises(
+        fx.SourceError,
+        match=r"ParquetSource: cannot read the Parquet metadata of '.*junk\.parquet' \(records "
+        r"from index 3 on\): .*truncated or not Parquet, so its row count is unknown and its "
+        r"records cannot be numbered \(on_error='skip' cannot skip them\): re-write the file, "
+        r"or leave it out of paths\.",
+    ):
+        fx.ParquetSource([tmp_path / "a.parquet", tmp_path / "junk.parquet"])
     with pytest.raises(fx.SourceError, match="cache_row_groups must be an int >= 1"):
         fx.ParquetSource(tmp_path / "junk.parquet", cache_row_groups=0)
+
+
+def test_without_a_readable_row_the_source_cannot_be_built(tmp_path):
+    pq.write_table(pa.table({"x": pa.array([], pa.int64())}), tmp_path / "a.parquet")
+    pq.write_table(pa.table({"x": [0.5, 1.5]}), tmp_path / "b.parquet")
+    with pytest.raises(
+        fx.SourceError,
+        match=r"ParquetSource: no file has readable rows to take the element_spec from: "
+        r"'.*b\.parquet': column 'x' has type double, but int64 in the first file "
+        r"'.*a\.parquet'\. Re-write the files with the first file's column types\.",
+    ):
+        fx.ParquetSource(tmp_path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -41,9 +41,13 @@ def _module(user: str) -> Any:
 
 
 class _Readers(LazyHandles):
-    """Files, their record counts and the parser; readers open on first use per process."""
+    """Files, their record counts and the parser; readers open on first use per process.
 
-    _transient = ("lock", "readers")
+    A file that does not open, or holds another number of records than ``counts`` says,
+    is remembered as damaged (per process, with the cause) and is not opened again.
+    """
+
+    _transient = ("lock", "readers", "damaged")
 
     def __init__(self, files: list[str], counts: list[int], parse: Parser, spec: Spec):
         self.files = files
@@ -56,22 +60,108 @@ class _Readers(LazyHandles):
     def _reset(self) -> None:
         super()._reset()
         self.readers: dict[int, Any] = {}
+        self.damaged: dict[int, str] = {}  # file -> why it cannot be read
 
     def reader(self, file: int) -> Any:
+        """The open reader of ``file``; raises :class:`_Damaged` if the file is damaged."""
         reader = self.readers.get(file)
         if reader is None:
             with self.lock:
                 reader = self.readers.get(file)
                 if reader is None:
-                    module = _module("ArrayRecordSource")
-                    reader = module.ArrayRecordReader(
-                        self.files[file], _RANDOM_ACCESS, file_reader_buffer_size=32768
-                    )
-                    self.readers[file] = reader
+                    if file not in self.damaged:
+                        reader, cause = _open(self.files[file], self.counts[file])
+                        if reader is None:
+                            self.damaged[file] = cause
+                        else:
+                            self.readers[file] = reader
+                    if file in self.damaged:
+                        raise _Damaged(self.damaged[file])
         return reader
 
     def __repr__(self) -> str:
         return f"ArrayRecordFiles({len(self.files)} files, {spec_repr(self.spec)})"
+
+
+class _Damaged(Exception):
+    """A file that cannot be read at all (its cause is the message)."""
+
+
+def _open(file: str, count: int | None) -> tuple[Any, str]:
+    """``(reader, "")`` for a good file, else ``(None, why)`` (``count``: the records expected).
+
+    A file is damaged if it does not open, or holds another number of records than
+    ``count`` (``None``: any number).
+    """
+    if not os.path.isfile(file):
+        return None, "the file does not exist"
+    try:
+        reader = _module("ArrayRecordSource").ArrayRecordReader(
+            file, _RANDOM_ACCESS, file_reader_buffer_size=32768
+        )
+        ok = bool(reader.ok())
+    except Exception as error:  # the reader raises RuntimeError on some bad files
+        return None, (
+            "the reader cannot open it (the file is truncated or corrupt): "
+            f"{type(error).__name__}: {error}"
+        )
+    if not ok:  # a reader that is not ok reads empty records: never use it
+        cause = "the reader found no valid footer (the file is truncated or corrupt)"
+        try:
+            reader.close()  # raises the reader's status, which says what is wrong
+        except Exception as error:
+            if str(error):
+                cause += f": {type(error).__name__}: {error}"
+        return None, cause
+    held = int(reader.num_records())
+    if count is not None and held != count:
+        reader.close()
+        return None, f"the file holds {held} records, but counts= says {count}"
+    return reader, ""
+
+
+def _count(file: str, start: int, name: str) -> int:
+    """The number of records in ``file``; a damaged file raises (its count is unknown)."""
+    reader, cause = _open(file, None)
+    if reader is None:
+        raise SourceError(
+            f"{name}: file {file!r} (records from index {start} on) cannot be read: {cause}. "
+            "Its record count is unknown, so its records cannot be numbered. "
+            f"{_FIX_FILE} Or pass counts= (the number of records each file holds) so that "
+            "on_error='skip' can skip its records."
+        )
+    count = int(reader.num_records())
+    reader.close()
+    return count
+
+
+def _check_counts(counts: Any, files: list[str], name: str) -> list[int]:
+    """``counts`` as a list of ints, one per file, each >= 0; or an error saying why not."""
+    if isinstance(counts, str | bytes) or not isinstance(counts, Sequence | np.ndarray):
+        raise SourceError(
+            f"{name}: counts must be a sequence of ints (the number of records each file holds, "
+            f"in index order), got {type(counts).__name__}. Pass e.g. counts=[1000, 1000, 512]."
+        )
+    if len(counts) != len(files):
+        raise SourceError(
+            f"{name}: counts must hold one number per file: expected {len(files)} (the files "
+            f"{files}), got {len(counts)}. Pass the number of records of each file, in index "
+            "order."
+        )
+    out = []
+    for k, count in enumerate(counts):
+        if isinstance(count, bool | np.bool_) or not isinstance(count, int | np.integer):
+            raise SourceError(
+                f"{name}: counts[{k}] (file {files[k]!r}) must be an int, got {count!r}. Pass "
+                "the number of records the file holds."
+            )
+        if count < 0:
+            raise SourceError(
+                f"{name}: counts[{k}] (file {files[k]!r}) must be >= 0, got {count}. Pass the "
+                "number of records the file holds."
+            )
+        out.append(int(count))
+    return out
 
 
 class ArrayRecordSource(Source):
@@ -84,11 +174,19 @@ class ArrayRecordSource(Source):
     written by :func:`write_array_record`), or by your ``parse(bytes) -> dict``. Files are
     opened lazily in each process, so the source pickles to process workers as paths.
 
-    Every record is checked against ``element_spec`` (declared, or taken from record 0):
-    a missing field, another shape or dtype, a record that does not parse, or a file that
-    is truncated raises :class:`feedax.SourceError` naming the file and record index.
-    Fields not in a declared ``element_spec`` are ignored. ``bytes``/``str`` fields have
-    dtype ``object``; a host stage must turn them into arrays.
+    Every record is checked against ``element_spec`` (declared, or taken from the first
+    record): a missing field, another shape or dtype, or a record that does not parse
+    raises :class:`feedax.SourceError` naming the file and record index. Fields not in a
+    declared ``element_spec`` are ignored. ``bytes``/``str`` fields have dtype ``object``;
+    a host stage must turn them into arrays.
+
+    A damaged file (truncated, so its footer is gone, or not ArrayRecord) has no record
+    count. Without ``counts`` the files are opened to count their records when the source
+    is built, and a damaged one raises there. With ``counts`` nothing is opened to count,
+    and a damaged file, or one holding another number of records than declared, makes
+    every read of its records raise :class:`feedax.SourceError` naming the record index,
+    the file and the cause: ``on_error="skip"`` in the :class:`feedax.Pipeline` then skips
+    exactly its records.
 
     Args:
       paths: a file, a glob pattern (``"data/train.array_record-*"``), a directory (its
@@ -96,6 +194,9 @@ class ArrayRecordSource(Source):
       parse: ``bytes -> dict`` of field -> value, for files you wrote another way. Must be
         picklable (a module-level function) for process workers.
       element_spec: the declared field -> ``jax.ShapeDtypeStruct`` of one record.
+      counts: the number of records each file holds, in index order (e.g. from the
+        dataset's metadata). The files are then not opened to count (faster with many
+        files), and a damaged file fails per record instead of at construction.
       name: a name used in error messages.
 
     Example:
@@ -107,6 +208,14 @@ class ArrayRecordSource(Source):
       >>> src = fx.ArrayRecordSource(files)
       >>> len(src), src.read(np.array([7, 2]))["label"].tolist()
       (10, [7, 2])
+      >>> with open(files[0], "r+b") as f:  # cut the first file: it loses its footer
+      ...     _ = f.truncate(100)
+      >>> src = fx.ArrayRecordSource(files, counts=[5, 5])
+      >>> src.read(np.array([7, 9]))["label"].tolist()
+      [7, 9]
+      >>> src.read(np.array([2]))
+      Traceback (most recent call last):
+      feedax...SourceError: ArrayRecordSource: record index 2 (file '...'): the file ...
     """
 
     def __init__(
@@ -115,44 +224,53 @@ class ArrayRecordSource(Source):
         *,
         parse: Parser | None = None,
         element_spec: Mapping[str, Any] | None = None,
+        counts: Sequence[int] | None = None,
         name: str = "ArrayRecordSource",
     ):
         self.name = name
-        module = _module(name)
+        _module(name)
         if parse is None:
             require(["msgpack"], extra="arrayrecord", user=name)
             parse = decode_record
         elif not callable(parse):
             raise SourceError(f"{name}: parse must be callable (bytes -> dict), got {parse!r}.")
         files = expand_paths(paths, what="array_record", user=name)
-        counts: list[int] = []
-        for file in files:
-            start = sum(counts)
-            try:
-                reader = module.ArrayRecordReader(file, _RANDOM_ACCESS)
-                ok, count = reader.ok(), int(reader.num_records())
-                reader.close()
-                cause = "the reader found no valid footer"
-            except Exception as error:  # the reader raises RuntimeError on bad files
-                ok, cause = False, f"{type(error).__name__}: {error}"
-            if not ok:
-                raise SourceError(
-                    f"{name}: file {file!r} (records from index {start} on) is truncated or "
-                    f"corrupt: {cause}. {_FIX_FILE}"
-                )
-            counts.append(count)
-        if sum(counts) == 0:
+        if counts is not None:
+            held = _check_counts(counts, files, name)
+        else:
+            held = []
+            for file in files:
+                held.append(_count(file, int(sum(held)), name))
+        if sum(held) == 0:
             raise SourceError(f"{name}: the files {files} hold 0 records. Write records first.")
-        store = _Readers(files, counts, parse, {})
+        store = _Readers(files, held, parse, {})
         self._files = store
         if element_spec is not None:
             store.spec = check_spec(element_spec, user=name)
-        else:
-            nonempty = next(k for k, count in enumerate(counts) if count)
-            first = self._parse(store.reader(nonempty).read([0])[0], 0, files[nonempty])
+            return
+        causes = []
+        for k, count in enumerate(held):
+            if not count:
+                continue
+            try:
+                reader = store.reader(k)
+            except _Damaged as damage:  # only with counts=: try the next file
+                causes.append(f"{files[k]!r}: {damage}")
+                continue
+            index = int(store.starts[k])
+            first = self._parse(reader.read([0])[0], index, files[k])
             store.spec = {field: spec_of(value) for field, value in first.items()}
             if not store.spec:
-                raise SourceError(f"{name}: record 0 has no fields. Records need >= 1 field.")
+                raise SourceError(
+                    f"{name}: record index {index} (file {files[k]!r}) has no fields. Records "
+                    "need >= 1 field."
+                )
+            return
+        raise SourceError(
+            f"{name}: no file can be read, so the element_spec cannot be taken from a record: "
+            f"{'; '.join(causes)}. {_FIX_FILE} Or declare element_spec= (then every read of "
+            "these files fails per record)."
+        )
 
     @property
     def files(self) -> list[str]:
@@ -175,7 +293,8 @@ class ArrayRecordSource(Source):
         file_of = np.searchsorted(store.starts, indices, side="right") - 1
         positions = indices - store.starts[file_of]
         out = empty_batch(store.spec, len(indices))
-        for file, rows in group_by(file_of):
+        # Files in the order of their first record in the batch: the first bad one is named.
+        for file, rows in sorted(group_by(file_of), key=lambda item: int(item[1][0])):
             blobs = self._read_file(file, positions[rows], indices[rows])
             for row, blob in zip(rows, blobs, strict=True):
                 index = int(indices[row])
@@ -183,7 +302,19 @@ class ArrayRecordSource(Source):
         return out
 
     def _read_file(self, file: int, positions: np.ndarray, indices: np.ndarray) -> list[bytes]:
-        reader = self._files.reader(file)
+        store = self._files
+        try:
+            reader = store.reader(file)
+        except _Damaged as damage:
+            first, last = int(store.starts[file]), int(store.starts[file + 1]) - 1
+            raise record_error(
+                self.name,
+                int(indices[0]),
+                store.files[file],
+                f"the file (records {first} to {last}) cannot be read: {damage}",
+                "Re-write or re-download the file (or correct counts= if it is wrong), or pass "
+                "on_error='skip' to the Pipeline to skip its records.",
+            ) from damage
         try:
             blobs: list[bytes] = reader.read(positions.tolist())
             return blobs

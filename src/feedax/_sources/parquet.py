@@ -48,6 +48,10 @@ class _RowGroups(LazyHandles):
         self.files = files
         self.groups = groups  # global row group -> (file, row group in the file)
         self.starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self.file_of = np.array([file for file, _ in groups], np.int64)  # global group -> file
+        per_file = np.bincount(self.file_of, weights=counts, minlength=len(files))
+        self.file_starts = np.concatenate([[0], np.cumsum(per_file)]).astype(np.int64)
+        self.damaged: dict[int, str] = {}  # file -> why its rows cannot be read
         self.columns = columns
         self.capacity = capacity
         self.spec: Spec = {}
@@ -86,6 +90,17 @@ class _RowGroups(LazyHandles):
         return f"ParquetRowGroups({len(self.files)} files, {len(self.groups)} row groups)"
 
 
+def _schema_problem(schema: Any, schema0: Any, columns: list[str], first: str) -> str | None:
+    """Why a file's schema cannot serve the selected ``columns`` (``None``: it can)."""
+    for column in columns:
+        if schema.get_field_index(column) < 0:
+            return f"column {column!r} is missing from the file (it has {schema.names})"
+        want, got = schema0.field(column).type, schema.field(column).type
+        if got != want:
+            return f"column {column!r} has type {got}, but {want} in the first file {first!r}"
+    return None
+
+
 class ParquetSource(Source):
     """Rows of one or many Parquet files, read by index, a row group at a time.
 
@@ -99,8 +114,15 @@ class ParquetSource(Source):
     Columns become fields: numbers as arrays, nested lists of fixed length as extra
     dimensions, binary and string as ``object`` (a host stage must turn them into arrays).
     Parquet has no tensor type: declare ``element_spec`` to reshape a flat list column
-    (e.g. 3072 values to ``(32, 32, 3)``). Every file must have the selected columns with
-    the same types; the schemas are checked when the source is built.
+    (e.g. 3072 values to ``(32, 32, 3)``).
+
+    Every file must have the selected columns with the types of the first file. A file
+    that lacks one, or has another type, still counts its rows (its metadata is read when
+    the source is built), but every read of them raises :class:`feedax.SourceError`
+    naming the record index, the file, the column, both types and the fix, so
+    ``on_error="skip"`` in the :class:`feedax.Pipeline` skips exactly that file's rows. A
+    file whose metadata cannot be read (truncated, not Parquet) has no row count: it
+    raises when the source is built.
 
     Args:
       paths: a file, a glob pattern, a directory (its ``*.parquet`` files), or a list.
@@ -119,6 +141,14 @@ class ParquetSource(Source):
       >>> src = fx.ParquetSource(path, columns=["label"])
       >>> len(src), src.read(np.array([7, 2]))["label"].tolist()
       (10, [7, 2])
+      >>> pq.write_table(pa.table({"label": ["ten", "eleven"]}),  # strings, not int64
+      ...                os.path.join(os.path.dirname(path), "more.parquet"))
+      >>> src = fx.ParquetSource([path, path.replace("train", "more")], columns=["label"])
+      >>> len(src), src.read(np.array([9]))["label"].tolist()
+      (12, [9])
+      >>> src.read(np.array([11]))
+      Traceback (most recent call last):
+      feedax...SourceError: ParquetSource: record index 11 (file '...more.parquet'): column ...
     """
 
     def __init__(
@@ -141,6 +171,8 @@ class ParquetSource(Source):
         counts: list[int] = []
         schema0: Any = None
         selected: list[str] = []
+        first_file = ""
+        damaged: dict[int, str] = {}  # file -> why its rows cannot be read
         for k, file in enumerate(files):
             try:
                 meta = pq.ParquetFile(file)
@@ -148,19 +180,25 @@ class ParquetSource(Source):
                 sizes = [meta.metadata.row_group(g).num_rows for g in range(meta.num_row_groups)]
             except Exception as error:
                 raise SourceError(
-                    f"{name}: cannot read the Parquet metadata of {file!r}: "
-                    f"{type(error).__name__}: {error}. The file is truncated or not Parquet; "
-                    "re-write or remove it."
+                    f"{name}: cannot read the Parquet metadata of {file!r} (records from index "
+                    f"{sum(counts)} on): {type(error).__name__}: {error}. The file is truncated "
+                    "or not Parquet, so its row count is unknown and its records cannot be "
+                    "numbered (on_error='skip' cannot skip them): re-write the file, or leave "
+                    "it out of paths."
                 ) from error
             if schema0 is None:
                 schema0 = schema
                 selected = list(schema.names) if columns is None else [str(c) for c in columns]
-            self._check_schema(file, schema, schema0, selected, start=sum(counts))
+                first_file = file
+            problem = _schema_problem(schema, schema0, selected, first_file)
+            if problem is not None:
+                damaged[k] = problem
             groups += [(k, g) for g in range(len(sizes))]
             counts += sizes
         if sum(counts) == 0:
             raise SourceError(f"{name}: the files {files} hold 0 rows. Pass non-empty files.")
         store = _RowGroups(files, groups, counts, selected, cache_row_groups)
+        store.damaged = damaged
         self._groups = store
         if element_spec is not None:
             store.declared = check_spec(element_spec, user=name)
@@ -170,27 +208,28 @@ class ParquetSource(Source):
                     f"{name}: element_spec names fields {unknown} that are not among the selected "
                     f"columns {selected}. Fix the names or add them to columns=."
                 )
-        first = int(np.searchsorted(store.starts, 0, side="right") - 1)
-        sample = store.load(first, self._convert)
+        readable = [g for g, (k, _) in enumerate(groups) if counts[g] and k not in damaged]
+        if not readable:  # only when the first file is empty and all the others are damaged
+            raise SourceError(
+                f"{name}: no file has readable rows to take the element_spec from: "
+                + "; ".join(f"{files[k]!r}: {why}" for k, why in damaged.items())
+                + ". Re-write the files with the first file's column types."
+            )
+        sample = store.load(readable[0], self._convert)
         store.spec = {f: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for f, v in sample.items()}
 
-    def _check_schema(
-        self, file: str, schema: Any, schema0: Any, columns: list[str], *, start: int
-    ) -> None:
-        for column in columns:
-            if schema.get_field_index(column) < 0:
-                raise SourceError(
-                    f"{self.name}: column {column!r} is missing from file {file!r} (records from "
-                    f"index {start} on); it has {schema.names}. Select existing columns with "
-                    "columns=, or fix the file."
-                )
-            want, got = schema0.field(column).type, schema.field(column).type
-            if got != want:
-                raise SourceError(
-                    f"{self.name}: column {column!r} of file {file!r} (records from index "
-                    f"{start} on) has type {got}, but {want} in the first file. Every file "
-                    "needs the same column types: re-write the file with the right type."
-                )
+    def _damaged_error(self, index: int, file: int) -> SourceError:
+        store = self._groups
+        first, last = int(store.file_starts[file]), int(store.file_starts[file + 1]) - 1
+        return record_error(
+            self.name,
+            index,
+            store.files[file],
+            f"{store.damaged[file]} (the file holds records {first} to {last})",
+            "Every file needs the selected columns with the first file's types: re-write the "
+            "file with them, select other columns with columns=, or pass on_error='skip' to "
+            "the Pipeline to skip its records.",
+        )
 
     def _convert(self, table: Any, group: int) -> Columns:
         store = self._groups
@@ -239,6 +278,12 @@ class ParquetSource(Source):
         store = self._groups
         group_of = np.searchsorted(store.starts, indices, side="right") - 1
         offsets = indices - store.starts[group_of]
+        if store.damaged:
+            files = store.file_of[group_of]
+            bad = np.isin(files, list(store.damaged))
+            if bad.any():
+                first = int(np.argmax(bad))
+                raise self._damaged_error(int(indices[first]), int(files[first]))
         out = empty_batch(store.spec, len(indices))
         for group, rows in group_by(group_of):
             columns = store.load(group, self._convert)
