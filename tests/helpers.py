@@ -1,4 +1,6 @@
-"""Small pipelines shared by the tests (no environment side effects)."""
+"""Small pipelines and checks shared by the tests (no environment side effects)."""
+
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from flax import nnx
@@ -45,3 +47,48 @@ def make_pipeline(
 
 def host(batch: dict) -> dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in batch.items()}
+
+
+def check_skip_and_resume(
+    pipeline: Callable[[], fx.Pipeline],
+    *,
+    n: int,
+    bad: Sequence[int],
+    batch_size: int,
+    delivered: Sequence[int] | None = None,
+) -> None:
+    """One epoch: full batches, every good record once, exactly ``bad`` skipped; resumes.
+
+    ``pipeline()`` builds a fresh, identical Pipeline over ``n`` records with
+    ``drop_remainder=False`` and ``on_error="skip"``; its batches carry a field ``"id"``.
+    ``delivered`` is the sorted ``"id"``s the good records carry (default: their indices).
+    The stream resumed from a checkpoint at several steps, across two epoch boundaries,
+    must equal the uninterrupted one.
+    """
+    pipe = pipeline()
+    batches = [host(b) for b in pipe.epoch()]
+    good = sorted(set(range(n)) - set(bad))
+    assert len(batches) == -(-len(good) // batch_size)
+    assert all(b["valid"].all() for b in batches[:-1])  # only the last one is padded
+    assert batches[-1]["valid"].sum() == len(good) - batch_size * (len(batches) - 1)
+    ids = np.concatenate([b["id"][b["valid"]] for b in batches]).tolist()
+    assert sorted(ids) == (good if delivered is None else list(delivered))  # each one once
+    assert sorted(pipe.skipped_indices) == sorted(bad)
+    steps = 2 * len(batches) + 1  # crosses two epoch boundaries
+
+    def take(pipe: fx.Pipeline, k: int) -> list[dict[str, np.ndarray]]:
+        it = iter(pipe)
+        return [host(next(it)) for _ in range(k)]
+
+    reference = take(pipeline(), steps)
+    for k in (1, len(batches) - 1, len(batches), len(batches) + 2):
+        partial = pipeline()
+        take(partial, k)
+        saved = nnx.clone(nnx.state(partial))
+        fresh = pipeline()
+        nnx.update(fresh, saved)
+        assert sorted(fresh.skipped_indices) == sorted(partial.skipped_indices)
+        for expected, got in zip(reference[k:], take(fresh, steps - k), strict=True):
+            assert expected.keys() == got.keys()
+            for field in expected:
+                np.testing.assert_array_equal(expected[field], got[field])

@@ -3,8 +3,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from flax import nnx
-from helpers import host
+from helpers import check_skip_and_resume
 
 import feedax as fx
 
@@ -141,37 +140,6 @@ def test_skip_policy_skips_exactly_the_damaged_file_and_resumes_on_the_same_stre
         )
 
     check_skip_and_resume(pipeline, bad=list(range(10, 16)), n=30, batch_size=5)
-
-
-def check_skip_and_resume(pipeline, *, bad, n, batch_size):
-    """One epoch: full batches, every good record once, exactly ``bad`` skipped; resumes."""
-    pipe = pipeline()
-    batches = [host(b) for b in pipe.epoch()]
-    good = sorted(set(range(n)) - set(bad))
-    assert len(batches) == -(-len(good) // batch_size)
-    assert all(b["valid"].all() for b in batches[:-1])  # only the last one is padded
-    assert batches[-1]["valid"].sum() == len(good) - batch_size * (len(batches) - 1)
-    ids = np.concatenate([b["id"][b["valid"]] for b in batches]).tolist()
-    assert sorted(ids) == good  # each good record once
-    assert sorted(pipe.skipped_indices) == bad
-    steps = 2 * len(batches) + 1  # crosses two epoch boundaries
-
-    def take(pipe, k):
-        it = iter(pipe)
-        return [host(next(it)) for _ in range(k)]
-
-    reference = take(pipeline(), steps)
-    for k in (1, len(batches) - 1, len(batches), len(batches) + 2):
-        partial = pipeline()
-        take(partial, k)
-        saved = nnx.clone(nnx.state(partial))
-        fresh = pipeline()
-        nnx.update(fresh, saved)
-        assert sorted(fresh.skipped_indices) == sorted(partial.skipped_indices)
-        for expected, got in zip(reference[k:], take(fresh, steps - k), strict=True):
-            assert expected.keys() == got.keys()
-            for field in expected:
-                np.testing.assert_array_equal(expected[field], got[field])
 
 
 def test_ragged_and_null_rows_name_their_record_index(tmp_path):
