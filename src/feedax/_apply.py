@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -16,6 +16,7 @@ from feedax._operator import BatchOperator, Operator
 from feedax._order import permute
 
 AnyOperator = Operator | BatchOperator
+Batch = dict[str, jax.Array]
 
 
 def apply_batch(
@@ -78,16 +79,63 @@ def _vmap_run(
     return out
 
 
+class _Layout:
+    """Static arguments of the compiled step, hashed once.
+
+    A jitted call hashes its static arguments on every call; hashing an NNX graph
+    definition costs tens of microseconds, so the pipeline's hot loop passes this
+    instead, whose hash is computed when it is built.
+    """
+
+    __slots__ = ("_hash", "extra", "graphdef", "treedef")
+
+    def __init__(self, graphdef: nnx.GraphDef[Any], treedef: Any, extra: tuple[Any, ...] = ()):
+        self.graphdef = graphdef
+        self.treedef = treedef
+        self.extra = extra
+        self._hash = hash((graphdef, treedef, extra))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or (
+            isinstance(other, _Layout)
+            and self._hash == other._hash
+            and (self.graphdef, self.treedef, self.extra)
+            == (other.graphdef, other.treedef, other.extra)
+        )
+
+
+def _run(
+    layout: _Layout,
+    values: list[jax.Array],
+    batch: dict[str, jax.Array],
+    epoch: jax.Array,
+    indices: jax.Array,
+    valid: jax.Array,
+) -> tuple[dict[str, jax.Array], dict[int, jax.Array]]:
+    """:func:`apply_batch` on flat state values; returns only the values it changed.
+
+    Most operators only read their state (RNG keys, parameters): returning just what
+    changed (running statistics) spares copying the rest out and writing it back.
+    """
+    state = jax.tree.unflatten(layout.treedef, values)
+    out, new_state = apply_batch(layout.graphdef, state, batch, epoch, indices, valid)
+    pairs = enumerate(zip(values, jax.tree.leaves(new_state), strict=True))
+    return out, {i: new for i, (old, new) in pairs if new is not old}
+
+
 def _apply_donating(
-    graphdef: nnx.GraphDef[Any],
-    state: nnx.State,
+    layout: _Layout,
+    values: list[jax.Array],
     donated: dict[str, jax.Array],
     kept: dict[str, jax.Array],
     epoch: jax.Array,
     indices: jax.Array,
     valid: jax.Array,
-) -> tuple[dict[str, jax.Array], nnx.State]:
-    return apply_batch(graphdef, state, {**kept, **donated}, epoch, indices, valid)
+) -> tuple[dict[str, jax.Array], dict[int, jax.Array]]:
+    return _run(layout, values, {**kept, **donated}, epoch, indices, valid)
 
 
 # The batch's buffers belong to the pipeline and are not used after the step, so those
@@ -95,20 +143,20 @@ def _apply_donating(
 _apply_jit = jax.jit(_apply_donating, static_argnums=0, donate_argnums=2)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 6, 7, 8))
+@functools.partial(jax.jit, static_argnums=0)
 def _gather_apply_jit(
-    graphdef: nnx.GraphDef[Any],
-    state: nnx.State,
+    layout: _Layout,
+    values: list[jax.Array],
     columns: dict[str, jax.Array],
     keys: jax.Array,
     start: jax.Array,
     epoch: jax.Array,
-    n: int,
-    layout: tuple[int, Any],
-    shuffle: bool,
-) -> tuple[dict[str, jax.Array], nnx.State, jax.Array, jax.Array]:
-    """Order, gather and operators in one program, for data held on the device."""
-    batch_size, sharding = layout
+) -> tuple[dict[str, jax.Array], dict[int, jax.Array], jax.Array, jax.Array]:
+    """Order, gather and operators in one program, for data held on the device.
+
+    ``layout.extra`` is ``(n, batch_size, sharding or None, shuffle)``.
+    """
+    n, batch_size, sharding, shuffle = layout.extra
     positions = start.astype(jnp.uint32) + jnp.arange(batch_size, dtype=jnp.uint32)
     valid = positions < n
     positions = jnp.where(valid, positions, positions % jnp.uint32(n))
@@ -116,8 +164,8 @@ def _gather_apply_jit(
     batch = {k: jnp.take(v, indices, axis=0) for k, v in columns.items()}
     if sharding is not None:
         batch, indices, valid = jax.lax.with_sharding_constraint((batch, indices, valid), sharding)
-    out, new_state = apply_batch(graphdef, state, batch, epoch, indices, valid)
-    return out, new_state, indices, valid
+    out, changed = _run(layout, values, batch, epoch, indices, valid)
+    return out, changed, indices, valid
 
 
 class BoundOperators:
@@ -134,6 +182,7 @@ class BoundOperators:
         # nnx.state returns the live Variables: each call reads their current values.
         self.state = nnx.state(operators)
         self.variables = jax.tree.leaves(self.state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+        self.layout = _Layout(self.graphdef, jax.tree.structure(self.state))
         self._donatable: frozenset[str] | None = None if donate else frozenset()
 
     def __call__(
@@ -152,36 +201,60 @@ class BoundOperators:
             self._donatable = frozenset(k for k, v in batch.items() if (v.shape, v.dtype) in shapes)
         donated = {k: v for k, v in batch.items() if k in self._donatable}
         kept = {k: v for k, v in batch.items() if k not in self._donatable}
-        out, new_state = _apply_jit(self.graphdef, self.state, donated, kept, epoch, indices, valid)
-        self._write_back(new_state)
+        values = jax.tree.leaves(self.state)
+        out, changed = _apply_jit(self.layout, values, donated, kept, epoch, indices, valid)
+        self._write_back(changed)
         return out
 
-    def gathered(
+    def gathering(
+        self, *, n: int, batch_size: int, sharding: Any, shuffle: bool
+    ) -> Callable[[dict[str, jax.Array], np.ndarray, int, Any], tuple[Batch, jax.Array]]:
+        """A function ``(columns, keys, start, epoch) -> (batch, valid)`` for on-device data.
+
+        Each call is one compiled program: order, gather and operators; it returns the
+        batch at order ``start`` of ``columns`` (``n`` records) and its valid mask, and
+        writes back the state the operators changed. ``keys`` are the epoch's order keys
+        (see ``feedax._order.round_keys``).
+        """
+        layout = self._gather_layout(n, batch_size, sharding, shuffle)
+
+        def gathered(
+            columns: dict[str, jax.Array], keys: np.ndarray, start: int, epoch: Any
+        ) -> tuple[Batch, jax.Array]:
+            values = jax.tree.leaves(self.state)
+            out, changed, _, valid = _gather_apply_jit(
+                layout, values, columns, keys, np.int32(start), epoch
+            )
+            self._write_back(changed)
+            return out, valid
+
+        return gathered
+
+    def trace_gathering(
         self,
-        columns: dict[str, jax.Array],
+        values: list[Any],
+        columns: dict[str, Any],
         keys: np.ndarray,
-        start: int,
-        epoch: Any,
         *,
         n: int,
-        layout: tuple[int, Any],
+        batch_size: int,
+        sharding: Any,
         shuffle: bool,
-    ) -> tuple[dict[str, jax.Array], jax.Array]:
-        """Gathers the batch at order ``start`` from ``columns`` and applies the operators.
+    ) -> Any:
+        """Traces the program of :meth:`gathering` (``jax.stages.Traced``), to compile early.
 
-        One compiled call: order, gather and operators; returns the batch and its valid
-        mask. ``layout`` is ``(batch_size, sharding or None)``; ``keys`` are the epoch's order
-        keys (see ``feedax._order.round_keys``).
+        Arguments may be ``jax.ShapeDtypeStruct``s; with the same shapes and placements as
+        the later calls, compiling the result fills the cache those calls look in.
         """
-        out, new_state, _, valid = _gather_apply_jit(
-            self.graphdef, self.state, columns, keys, np.int32(start), epoch, n, layout, shuffle
-        )
-        self._write_back(new_state)
-        return out, valid
+        layout = self._gather_layout(n, batch_size, sharding, shuffle)
+        return _gather_apply_jit.trace(layout, values, columns, keys, np.int32(0), np.int32(0))
 
-    def _write_back(self, new_state: nnx.State) -> None:
-        for variable, value in zip(self.variables, jax.tree.leaves(new_state), strict=True):
-            variable.set_value(value)
+    def _gather_layout(self, n: int, batch_size: int, sharding: Any, shuffle: bool) -> _Layout:
+        return _Layout(self.graphdef, self.layout.treedef, (n, batch_size, sharding, shuffle))
+
+    def _write_back(self, changed: dict[int, jax.Array]) -> None:
+        for i, value in changed.items():
+            self.variables[i].set_value(value)
 
 
 def apply_operators(

@@ -12,7 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from feedax._apply import AnyOperator, BoundOperators, apply_batch, apply_operators
+from feedax._apply import AnyOperator, apply_batch, apply_operators
+from feedax._device_step import VALID, CompileAhead, DeviceStep
 from feedax._errors import PipelineError, StateMismatchError
 from feedax._feed import DeviceData, Feed, auto_axes, local_rows, replicated
 from feedax._host import HostMap
@@ -25,8 +26,6 @@ from feedax._state import Cursor, Signature
 from feedax._stream import StreamSource
 
 Batch = dict[str, jax.Array]
-VALID = "valid"
-"""The name of the padding mask field added when ``drop_remainder=False``."""
 
 
 class Pipeline(nnx.Module):
@@ -66,7 +65,9 @@ class Pipeline(nnx.Module):
       host: per-record host work (decode, tokenize) run in parallel workers before the
         operators; see :class:`HostMap`.
       prefetch: batches read and transferred ahead in a background thread (0: none); the
-        host stage also keeps this many batches in flight in its workers.
+        host stage also keeps this many batches in flight in its workers. Data kept on the
+        device (``ArraySource(on_device=True)``) has nothing to read ahead: each batch is
+        one XLA call, made when it is asked for.
       on_error: ``"raise"`` (default): a bad record (failed read or host stage, wrong
         shape) raises an error naming it. ``"skip"``: it is left out and the batch is filled
         with the next good records in the order, so batches stay full and the stream is
@@ -135,8 +136,8 @@ class Pipeline(nnx.Module):
             raise PipelineError(
                 f"Pipeline: max_skip_fraction must lie in (0, 1], got {max_skip_fraction!r}."
             )
-        device_columns = getattr(source, "device_columns", None)
-        if on_error == "skip" and (jax.process_count() > 1 or device_columns is not None):
+        on_device = not streaming and source.on_device
+        if on_error == "skip" and (jax.process_count() > 1 or on_device):
             raise PipelineError(
                 "Pipeline: on_error='skip' needs a single process reading from the host (which "
                 "records are skipped decides the batches); use on_error='raise' with several "
@@ -183,18 +184,25 @@ class Pipeline(nnx.Module):
         if on_error == "skip":
             capacity = int(max_skip_fraction * n)
             self.skipped = SkipLog(np.full(capacity, -1, np.int64))
-        columns = device_columns if host is None else None
-        if columns is not None and jax.process_count() > 1:
+        on_device = on_device and host is None
+        if on_device and jax.process_count() > 1:
             raise PipelineError(
                 f"Pipeline: source {source.name!r} keeps its data on the device (on_device=True), "
                 "which is supported in a single process only. Use on_device=False on several "
                 "hosts: each then reads only its own rows."
             )
-        self._device_data = None if columns is None else DeviceData(columns, self._device_sharding)
         self._mode_version = 0
         self.cursor = Cursor(np.zeros(2, np.int64))
         self.signature = Signature(np.asarray(self._signature, np.int64))
-        self.output_spec  # noqa: B018  (traces the operators now, so bad records fail here)
+        self._ahead: CompileAhead | None = None
+        self._device_data: DeviceData | None = None
+        if on_device:
+            # Traced now (bad records fail here), compiled while the data is uploaded.
+            self._ahead = CompileAhead(self, dict(spec), n)
+            columns = cast(dict[str, jax.Array], source.device_columns)
+            self._device_data = DeviceData(columns, self._device_sharding)
+        else:
+            self.output_spec  # noqa: B018  (traces the operators now, so bad records fail here)
 
     # -- shape of the stream ---------------------------------------------------------------
 
@@ -318,7 +326,7 @@ class Pipeline(nnx.Module):
         while True:
             epoch, start = self._checked_cursor()
             nnx.update(self.operators, replicated(self._device_sharding, nnx.state(self.operators)))
-            step = _Step(self)
+            step = DeviceStep(self)
             first_epoch = epoch
             feeder = self._feed()
             if isinstance(self.source, StreamSource):
@@ -327,7 +335,10 @@ class Pipeline(nnx.Module):
                 feed = feeder.skipping(epoch, start)
             else:
                 feed = feeder(self._plan(epoch, start))
-            with Prefetcher(feed, self.prefetch) as ready:
+            # On-device data has no host work to run ahead: a thread would only add a
+            # hand-over per batch.
+            depth = 0 if self._device_data is not None else self.prefetch
+            with Prefetcher(feed, depth) as ready:
                 while True:
                     asked = time.perf_counter()
                     try:
@@ -359,13 +370,13 @@ class Pipeline(nnx.Module):
                     ended = last or not self._has_batch(after)
                     cursor = (epoch + 1, 0) if ended else (epoch, after)
                     # Replace, never write into, the array: snapshots of the state keep theirs.
-                    self.cursor.set_value(np.asarray(cursor, np.int64))
+                    mine = np.asarray(cursor, np.int64)
+                    self.cursor.set_value(mine)
                     yield batch
                     if single_epoch and cursor[1] == 0:
                         return
-                    if tuple(np.asarray(self.cursor[...]).tolist()) != cursor:
-                        break  # a state was loaded meanwhile: restart from its cursor
-                    self._checked_cursor()
+                    if not _unchanged(self.cursor, mine):
+                        break  # a state was loaded meanwhile: restart from its (checked) cursor
 
     def set_attributes(self, *filters: Any, **attributes: Any) -> None:
         """NNX's attribute setter, used by ``train()`` / ``eval()``.
@@ -411,40 +422,10 @@ class Pipeline(nnx.Module):
         return profile
 
 
-class _Step:
-    """The device step of one iteration: the fused operators, with their graph cached."""
-
-    def __init__(self, pipe: Pipeline):
-        self.pipe = pipe
-        self.version = -1
-        self.call: Any = None
-
-    def __call__(self, epoch: int, arrays: dict[str, jax.Array]) -> Batch:
-        pipe = self.pipe
-        if self.version != pipe._mode_version:
-            # Traversing the graph once saves about a millisecond per batch; a mode change
-            # (train/eval) changes the graph, so it is traversed again.
-            self.call = BoundOperators(pipe.operators, donate=True)
-            self.version = pipe._mode_version
-        if pipe._device_data is not None:
-            out, valid = self.call.gathered(
-                pipe._device_data.columns,
-                arrays["__keys"],
-                arrays["__start"],
-                np.int32(epoch),
-                n=len(pipe.source),
-                layout=(pipe.batch_size, pipe._device_sharding),
-                shuffle=pipe.shuffle,
-            )
-        else:
-            indices, valid = arrays.pop("__index"), arrays.pop("__valid")
-            epochs = arrays.pop("__epoch", np.int32(epoch))
-            out = self.call(arrays, epochs, indices, valid)
-        if not pipe.drop_remainder:
-            out[VALID] = valid
-        if pipe.sharding is not None and pipe._device_sharding is not pipe.sharding:
-            out = jax.device_put(out, pipe.sharding)  # same layout: re-labels, copies nothing
-        return out
+def _unchanged(cursor: Cursor, mine: np.ndarray) -> bool:
+    """Whether the cursor still holds the array the iteration put there, unmodified."""
+    held = cursor.get_raw_value()
+    return held is mine and held.shape == (2,) and held.tolist() == mine.tolist()
 
 
 def _check_stream_options(

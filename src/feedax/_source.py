@@ -38,6 +38,11 @@ class Source(nnx.Module, abc.ABC):
         """Returns the records at ``indices`` (int64, shape ``(k,)``), stacked per field."""
 
     @property
+    def on_device(self) -> bool:
+        """Whether the source keeps its records on the device (see ``device_columns``)."""
+        return False
+
+    @property
     def device_columns(self) -> dict[str, jax.Array] | None:
         """All records as arrays on the device, if the source keeps them there; else None."""
         return None
@@ -67,11 +72,24 @@ class Source(nnx.Module, abc.ABC):
 
 
 class _Columns:
-    """Holds a source's arrays outside NNX's state, so the data never enters a checkpoint."""
+    """Holds a source's arrays outside NNX's state, so the data never enters a checkpoint.
 
-    def __init__(self, columns: dict[str, np.ndarray], on_device: dict[str, jax.Array] | None):
+    The device copy is made on first use: a pipeline starts compiling its step first, so
+    the upload overlaps the compilation.
+    """
+
+    def __init__(self, columns: dict[str, np.ndarray], on_device: bool):
         self.columns = columns
         self.on_device = on_device
+        self._device: dict[str, jax.Array] | None = None
+
+    def device(self) -> dict[str, jax.Array]:
+        if self._device is None:
+            self._device = {
+                k: jax.device_put(v.astype(jax.dtypes.canonicalize_dtype(v.dtype), copy=False))
+                for k, v in self.columns.items()
+            }
+        return self._device
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}: {v.dtype}{list(v.shape)}" for k, v in self.columns.items())
@@ -138,11 +156,7 @@ class ArraySource(Source):
                         f"{name}: field {field!r} holds {array.dtype} values, which cannot live "
                         "on the device. Use on_device=False and a host stage to decode them."
                     )
-            device = {
-                k: jax.device_put(v.astype(jax.dtypes.canonicalize_dtype(v.dtype), copy=False))
-                for k, v in columns.items()
-            }
-        self._columns = _Columns(columns, device if on_device else None)
+        self._columns = _Columns(columns, bool(on_device))
 
     def __len__(self) -> int:
         return len(next(iter(self._columns.columns.values())))
@@ -155,9 +169,14 @@ class ArraySource(Source):
         }
 
     @property
-    def device_columns(self) -> dict[str, jax.Array] | None:
-        """The data on the device (``on_device=True``), else None."""
+    def on_device(self) -> bool:
+        """Whether the data is also kept on the device (``on_device=True``)."""
         return self._columns.on_device
+
+    @property
+    def device_columns(self) -> dict[str, jax.Array] | None:
+        """The data on the device (``on_device=True``; copied there on first use), else None."""
+        return self._columns.device() if self._columns.on_device else None
 
     def read(self, indices: np.ndarray) -> Batch:
         """Returns the records at ``indices`` stacked per field (one gather per field)."""
