@@ -12,7 +12,6 @@ References and tolerances (uint8 unless stated):
 
 import colorsys
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -183,8 +182,9 @@ def test_color_jitter_applies_its_parts_in_a_random_order_per_record():
     out = np.asarray(run(op, {"image": x})["image"])
 
     def u_of(i):
-        key = jax.random.fold_in(jax.random.fold_in(op.stream_key[...], 0), i)
-        return jax.random.uniform(key, (8,))
+        return fx.RecordContext(jnp.int32(0), jnp.int32(i), jnp.bool_(True)).uniforms(
+            op.stream_key[...], 8
+        )
 
     parts = [op.brightness, op.contrast, op.saturation, op.hue]
     fns = [F.adjust_brightness, F.adjust_contrast, F.adjust_saturation, F.adjust_hue]

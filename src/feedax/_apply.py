@@ -35,8 +35,11 @@ def apply_batch(
     ``BATCH_AXIS``; vmap rejects anything else.
     """
     operators = nnx.merge(graphdef, state)
-    # One epoch per record: a mixture's records each carry their own source's epoch.
-    epoch = jnp.broadcast_to(jnp.asarray(epoch, jnp.int32), indices.shape)
+    # A mixture's records each carry their own source's epoch; otherwise the epoch stays
+    # one scalar, so what operators derive from it alone (the epoch's key of each random
+    # stream) is computed once per batch, not per record.
+    epoch = jnp.asarray(epoch, jnp.int32)
+    per_record = jnp.broadcast_to(epoch, indices.shape)
     runs: list[list[AnyOperator]] = []
     for op in operators:
         if isinstance(op, BatchOperator) or not runs or isinstance(runs[-1][0], BatchOperator):
@@ -45,7 +48,7 @@ def apply_batch(
             runs[-1].append(op)
     for run in runs:
         if isinstance(run[0], BatchOperator):
-            batch = run[0](batch, RecordContext(epoch, indices, valid))
+            batch = run[0](batch, RecordContext(per_record, indices, valid))
         else:
             batch = _vmap_run(nnx.List(run), batch, epoch, indices, valid)  # type: ignore[arg-type]
     return batch, nnx.state(operators)
@@ -73,7 +76,10 @@ def _vmap_run(
             record = op(record, ctx)
         return record, nnx.state(run)
 
-    vmapped = jax.vmap(one, in_axes=(None, 0, 0, 0, 0), out_axes=(0, None), axis_name=BATCH_AXIS)
+    epoch_axis = None if epoch.ndim == 0 else 0
+    vmapped = jax.vmap(
+        one, in_axes=(None, 0, epoch_axis, 0, 0), out_axes=(0, None), axis_name=BATCH_AXIS
+    )
     out, new_state = vmapped(state, batch, epoch, indices, valid)
     nnx.update(ops, new_state)
     return out

@@ -79,12 +79,14 @@ class Operator(nnx.Module, abc.ABC):
 
 
 class RandomOperator(Operator):
-    """Base of random operators: a per-record key, and the identity in eval mode.
+    """Base of random operators: per-record draws, and the identity in eval mode.
 
-    The operator draws its own stream key from ``rngs`` once, eagerly; the key for a
-    record is ``fold_in(fold_in(stream_key, epoch), index)`` (see
-    :meth:`RecordContext.key`). ``module.eval()`` sets ``deterministic=True``, which makes
-    the operator the identity.
+    The operator draws its own stream key from ``rngs`` once, eagerly. For a record it
+    draws with :meth:`record_uniforms` (``n`` uniforms, counter-based: see
+    :meth:`RecordContext.uniforms`) or from :meth:`record_key`
+    (``fold_in(fold_in(stream_key, epoch), index)``), both functions of (stream, epoch,
+    index) only. ``module.eval()`` sets ``deterministic=True``, which makes the operator
+    the identity.
     """
 
     def __init__(self, *, rngs: nnx.Rngs, stream: str = "augment", field: str = "image"):
@@ -109,6 +111,10 @@ class RandomOperator(Operator):
         """This operator's key for the record identified by ``ctx``."""
         return ctx.key(self.stream_key[...])
 
+    def record_uniforms(self, ctx: RecordContext, n: int) -> jax.Array:
+        """This operator's ``n`` U[0, 1) draws for the record (see ``RecordContext.uniforms``)."""
+        return ctx.uniforms(self.stream_key[...], n)
+
 
 class BatchOperator(nnx.Module, abc.ABC):
     """Base of operators that act on a whole batch at once (e.g. MixUp, CutMix).
@@ -130,7 +136,15 @@ class BatchOperator(nnx.Module, abc.ABC):
     def record_keys(stream_key: jax.Array, ctx: RecordContext) -> jax.Array:
         """One key per record of the batch, from (stream, epoch, record index) only."""
         epochs = jnp.broadcast_to(ctx.epoch, ctx.index.shape)
-        return jax.vmap(lambda e, i: jax.random.fold_in(jax.random.fold_in(stream_key, e), i))(
+        return jax.vmap(lambda e, i: RecordContext(e, i, jnp.bool_(True)).key(stream_key))(
+            epochs, ctx.index
+        )
+
+    @staticmethod
+    def record_uniforms(stream_key: jax.Array, ctx: RecordContext, n: int) -> jax.Array:
+        """``(B, n)`` U[0, 1) draws, ``n`` per record (see ``RecordContext.uniforms``)."""
+        epochs = jnp.broadcast_to(ctx.epoch, ctx.index.shape)
+        return jax.vmap(lambda e, i: RecordContext(e, i, jnp.bool_(True)).uniforms(stream_key, n))(
             epochs, ctx.index
         )
 

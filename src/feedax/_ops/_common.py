@@ -191,16 +191,6 @@ def unit_value(value: float, dtype: Any) -> float:
 # ---------------------------------------------------------------------------- draws
 
 
-def uniforms(key: jax.Array, n: int) -> jax.Array:
-    """``n`` independent U[0, 1) draws: an operator's whole draw for one record.
-
-    Operators derive every random quantity of a record from one such vector (integers
-    with :func:`below`, coins with ``u < p``, ranges with :func:`lerp`): one call of the
-    RNG per operator and record keeps the fused program small and quick to compile.
-    """
-    return jax.random.uniform(key, (n,), jnp.float32)
-
-
 def below(u: jax.Array, n: Any) -> jax.Array:
     """A uniform integer in ``[0, n)`` from a U[0, 1) draw ``u``; ``n`` may be traced."""
     return jnp.minimum(jnp.floor(u * n).astype(jnp.int32), jnp.asarray(n, jnp.int32) - 1)
@@ -232,6 +222,12 @@ class SubContext(RecordContext):
         for i in self.path:
             key = jax.random.fold_in(key, i)
         return key
+
+    def uniforms(self, stream_key: jax.Array, n: int) -> jax.Array:
+        """The record's draws from ``stream_key`` folded with the sub-operator's path."""
+        for i in self.path:
+            stream_key = jax.random.fold_in(stream_key, i)
+        return super().uniforms(stream_key, n)
 
 
 def child(ctx: RecordContext, i: int) -> SubContext:

@@ -20,7 +20,6 @@ from feedax._ops._common import (
     check_number,
     fail,
     lerp,
-    uniforms,
 )
 
 
@@ -118,7 +117,7 @@ class RandomAffine(SpatialOperator, RandomOperator):
 
     def draw(self, shape: tuple[int, ...], ctx: RecordContext) -> Any:
         """The inverse 2x3 matrix of the record's warp."""
-        u = uniforms(self.record_key(ctx), 6)
+        u = self.record_uniforms(ctx, 6)
         height, width = shape[0], shape[1]
         angle = lerp(u[0], *self.degrees)
         tx = lerp(u[1], -self.translate[0] * width, self.translate[0] * width)

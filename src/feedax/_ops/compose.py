@@ -20,7 +20,7 @@ from flax import nnx
 from feedax._context import RecordContext
 from feedax._errors import OperatorError
 from feedax._operator import BatchOperator, Operator, RandomOperator, Record
-from feedax._ops._common import check_probability, child, fail, uniforms
+from feedax._ops._common import check_probability, child, fail
 
 
 def _parts(owner: str, ops: Any) -> list[Operator]:
@@ -134,7 +134,7 @@ class RandomApply(RandomOperator):
             return dict(record)
         out = _run(self.ops, record, ctx)
         _same_layout("RandomApply", record, out)
-        coin = uniforms(self.record_key(ctx), 1)[0] < self.p
+        coin = self.record_uniforms(ctx, 1)[0] < self.p
         return {k: jnp.where(coin, out[k], record[k]) for k in record}
 
     def apply(self, x: jax.Array, ctx: RecordContext) -> jax.Array:
@@ -195,7 +195,7 @@ class RandomChoice(RandomOperator):
         if self.deterministic:
             return dict(record)
         edges = jnp.cumsum(jnp.asarray(self.weights[:-1], jnp.float32))
-        choice = jnp.searchsorted(edges, uniforms(self.record_key(ctx), 1)[0], side="right")
+        choice = jnp.searchsorted(edges, self.record_uniforms(ctx, 1)[0], side="right")
         record = dict(record)
         branches = [(lambda r, i=i, op=op: op(r, child(ctx, i))) for i, op in enumerate(self.ops)]
         try:

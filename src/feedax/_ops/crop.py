@@ -20,7 +20,6 @@ from feedax._ops._common import (
     check_number,
     check_padding,
     check_size,
-    uniforms,
 )
 
 
@@ -82,7 +81,7 @@ class RandomCrop(SpatialOperator, RandomOperator):
                 f"(top, bottom, left, right) = {self.padding}). Use a smaller size or more "
                 "padding."
             )
-        u = uniforms(self.record_key(ctx), 2)
+        u = self.record_uniforms(ctx, 2)
         return below(u[0], height - h + 1), below(u[1], width - w + 1)
 
     def warp(self, x: jax.Array, params: Any, main: bool) -> jax.Array:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -21,7 +21,6 @@ from feedax._ops._common import (
     check_size,
     fail,
     lerp,
-    uniforms,
 )
 
 ATTEMPTS = 10
@@ -48,11 +47,13 @@ def _iterable(value: Any) -> tuple[Any, ...]:
         return (None,)
 
 
-def _fill(value: float | tuple[float, ...] | str, x: jax.Array, key: jax.Array) -> jax.Array:
-    """The erase value(s) on the unit scale."""
+def _fill(
+    value: float | tuple[float, ...] | str, x: jax.Array, key: Callable[[], jax.Array]
+) -> jax.Array:
+    """The erase value(s) on the unit scale; ``key()`` (the record's key) only for noise."""
     if value == "random":
         # Drawn flat: XLA compiles a 1-D draw much faster than an HWC-shaped one.
-        return jax.random.uniform(jax.random.fold_in(key, 1), (x.size,)).reshape(x.shape)
+        return jax.random.uniform(key(), (x.size,)).reshape(x.shape)
     return jnp.asarray(value, jnp.float32)
 
 
@@ -106,8 +107,7 @@ class RandomErasing(RandomOperator):
     def apply(self, x: jax.Array, ctx: RecordContext) -> jax.Array:
         """Erases a box of one HWC image, or returns it."""
         height, width = x.shape[0], x.shape[1]
-        key = self.record_key(ctx)
-        u = uniforms(key, 2 * ATTEMPTS + 3)
+        u = self.record_uniforms(ctx, 2 * ATTEMPTS + 3)
         area = height * width * lerp(u[:ATTEMPTS], *self.scale)
         lo, hi = math.log(self.ratio[0]), math.log(self.ratio[1])
         aspect = jnp.exp(lerp(u[ATTEMPTS : 2 * ATTEMPTS], lo, hi))
@@ -119,7 +119,7 @@ class RandomErasing(RandomOperator):
         h = jnp.where(erase, h[first], 0)
         w = jnp.where(erase, w[first], 0)
         top, left = below(u[-2], height - h + 1), below(u[-1], width - w + 1)
-        return C.erase(x, top, left, h, w, _fill(self.value, x, key))
+        return C.erase(x, top, left, h, w, _fill(self.value, x, lambda: self.record_key(ctx)))
 
 
 class Cutout(RandomOperator):
@@ -159,9 +159,8 @@ class Cutout(RandomOperator):
 
     def apply(self, x: jax.Array, ctx: RecordContext) -> jax.Array:
         """Erases a box of one HWC image."""
-        key = self.record_key(ctx)
-        u = uniforms(key, 2)
+        u = self.record_uniforms(ctx, 2)
         cy, cx = below(u[0], x.shape[0]), below(u[1], x.shape[1])
         h, w = self.size
-        fill = _fill(self.value, x, key)
+        fill = _fill(self.value, x, lambda: self.record_key(ctx))
         return C.erase(x, cy - h // 2, cx - w // 2, h, w, fill)

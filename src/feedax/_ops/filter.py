@@ -18,7 +18,6 @@ from feedax._ops._common import (
     from_unit,
     lerp,
     to_unit,
-    uniforms,
     value_of,
 )
 
@@ -80,7 +79,7 @@ class GaussianBlur(RandomOperator):
 
     def apply(self, x: jax.Array, ctx: RecordContext) -> jax.Array:
         """Blurs one HWC image."""
-        s = lerp(uniforms(self.record_key(ctx), 1)[0], *self.sigma)
+        s = lerp(self.record_uniforms(ctx, 1)[0], *self.sigma)
         return C.gaussian_blur(x, self.kernel_size, (s, s))
 
 

@@ -16,7 +16,6 @@ from feedax._ops._common import (
     check_choice,
     check_fields,
     check_probability,
-    uniforms,
 )
 
 
@@ -59,7 +58,7 @@ class RandomFlip(SpatialOperator, RandomOperator):
 
     def draw(self, shape: tuple[int, ...], ctx: RecordContext) -> Any:
         """Whether the record is flipped."""
-        return uniforms(self.record_key(ctx), 1)[0] < self.p
+        return self.record_uniforms(ctx, 1)[0] < self.p
 
     def warp(self, x: jax.Array, params: Any, main: bool) -> jax.Array:
         """Flips ``x`` if ``params`` is True."""

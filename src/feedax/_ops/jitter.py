@@ -25,7 +25,6 @@ from feedax._ops._common import (
     check_number,
     from_unit,
     to_unit,
-    uniforms,
     value_of,
 )
 
@@ -73,7 +72,7 @@ class ColorFactor(RandomOperator):
 
     def factor(self, ctx: RecordContext) -> jax.Array:
         """The record's factor ``center + spread * u``, ``u ~ U(-1, 1)``, within ``bounds``."""
-        return self.factor_at(uniforms(self.record_key(ctx), 1)[0])
+        return self.factor_at(self.record_uniforms(ctx, 1)[0])
 
     def factor_at(self, u01: jax.Array) -> jax.Array:
         """The factor for a U[0, 1) draw ``u01`` (``u = 2 u01 - 1``), within ``bounds``."""
@@ -302,7 +301,7 @@ class ColorJitter(RandomOperator):
         parts = self.parts()
         if not parts:
             return x
-        u = uniforms(self.record_key(ctx), 2 * len(parts))
+        u = self.record_uniforms(ctx, 2 * len(parts))
         factors = [p.factor_at(u[i]) for i, p in enumerate(parts)]
         order = jnp.argsort(u[len(parts) :])
         branches = [

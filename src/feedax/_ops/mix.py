@@ -1,7 +1,7 @@
 """Batch operators that mix records and their labels: MixUp and CutMix.
 
 Each record ``i`` of a batch is mixed with its neighbour ``i - 1`` (the batch rolled by
-one, as torchvision), with its own draw from its own key (``BatchOperator.record_keys``:
+one, as torchvision), with its own draw (``BatchOperator.record_uniforms``:
 stream, epoch and record index). The partner depends on the batch (the order of the
 epoch), the draw does not. Padding rows (``valid`` False) are never mixed in and never
 changed. Labels must be one-hot / soft float vectors: put ``OneHot`` first.
@@ -18,7 +18,7 @@ from flax import nnx
 from feedax._context import RecordContext
 from feedax._errors import OperatorError
 from feedax._operator import BatchOperator, Record
-from feedax._ops._common import below, check_number, like, to_compute, uniforms
+from feedax._ops._common import below, check_number, like, to_compute
 
 
 def mixup(x: jax.Array, other: jax.Array, lam: Any) -> jax.Array:
@@ -144,8 +144,7 @@ class _Mix(BatchOperator):
 
     def _draws(self, ctx: RecordContext) -> tuple[jax.Array, jax.Array]:
         """Per record: two spare U[0, 1) draws and lambda ~ Beta(alpha, alpha)."""
-        keys = self.record_keys(self.stream_key[...], ctx)
-        u = jax.vmap(lambda k: uniforms(k, 4 * GAMMA_TRIES + 4))(keys)
+        u = self.record_uniforms(self.stream_key[...], ctx, 4 * GAMMA_TRIES + 4)
         lam = jax.vmap(lambda u: sample_beta(u[:-2], self.alpha))(u)
         return u[:, -2:], lam
 

@@ -31,7 +31,6 @@ from feedax._ops._common import (
     check_number,
     from_unit,
     to_unit,
-    uniforms,
 )
 
 OPS = (
@@ -146,7 +145,7 @@ class _Policy(RandomOperator):
         signed = jnp.asarray(SIGNED)
         rounded = not jnp.issubdtype(x.dtype, jnp.floating)
         y = to_unit(x).astype(jnp.float32)
-        u = uniforms(self.record_key(ctx), 3 * num_ops).reshape(num_ops, 3)
+        u = self.record_uniforms(ctx, 3 * num_ops).reshape(num_ops, 3)
 
         def step(y: jax.Array, u: jax.Array) -> tuple[jax.Array, None]:
             index = below(u[0], len(OPS))

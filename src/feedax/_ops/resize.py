@@ -21,7 +21,6 @@ from feedax._ops._common import (
     check_interval,
     check_size,
     lerp,
-    uniforms,
 )
 
 ATTEMPTS = 10
@@ -141,7 +140,7 @@ class RandomResizedCrop(SpatialOperator, RandomOperator):
     def draw(self, shape: tuple[int, ...], ctx: RecordContext) -> Any:
         """The box (top, left, height, width), integers."""
         height, width = shape[0], shape[1]
-        u = uniforms(self.record_key(ctx), 2 * ATTEMPTS + 2)
+        u = self.record_uniforms(ctx, 2 * ATTEMPTS + 2)
         area = height * width * lerp(u[:ATTEMPTS], *self.scale)
         lo, hi = math.log(self.ratio[0]), math.log(self.ratio[1])
         aspect = jnp.exp(lerp(u[ATTEMPTS : 2 * ATTEMPTS], lo, hi))

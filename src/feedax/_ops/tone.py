@@ -22,7 +22,6 @@ from feedax._ops._common import (
     check_number,
     check_probability,
     fail,
-    uniforms,
 )
 
 
@@ -82,7 +81,7 @@ class RandomGrayscale(RandomOperator):
     def apply(self, x: jax.Array, ctx: RecordContext) -> jax.Array:
         """Converts one HWC image, or returns it."""
         channels_1_or_3("RandomGrayscale", x)
-        coin = uniforms(self.record_key(ctx), 1)[0] < self.p
+        coin = self.record_uniforms(ctx, 1)[0] < self.p
         return jnp.where(coin, C.to_grayscale(x, x.shape[-1]), x)
 
 
