@@ -74,9 +74,7 @@ def test_resume_at_every_step():
     reference = stream(mixed(), 14)
     for k in range(14):
         pipe = mixed()
-        it = iter(pipe)
-        for _ in range(k):
-            next(it)
+        stream(pipe, k)
         fresh = mixed()
         nnx.update(fresh, nnx.clone(nnx.state(pipe)))
         for e, g in zip(reference[k:], stream(fresh, 14 - k), strict=True):

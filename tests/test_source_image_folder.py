@@ -161,9 +161,7 @@ def test_skip_policy_with_a_corrupt_jpeg_and_an_empty_file_resumes_on_the_same_s
     reference = take(pipeline(), 9)  # crosses an epoch boundary (4 batches per epoch)
     for k in (1, 3, 4, 6):
         partial = pipeline()
-        it = iter(partial)
-        for _ in range(k):
-            next(it)
+        take(partial, k)
         fresh = pipeline()
         nnx.update(fresh, nnx.clone(nnx.state(partial)))
         assert sorted(fresh.skipped_indices) == sorted(partial.skipped_indices)

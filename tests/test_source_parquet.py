@@ -74,7 +74,7 @@ def test_many_files_and_row_groups_with_a_bounded_cache(tmp_path, monkeypatch):
     assert len(source) == 30
     idx = np.random.default_rng(0).permutation(30)
     assert source.read(idx)["id"].tolist() == idx.tolist()
-    assert len(source._groups.cache) <= 2
+    assert len(source._store.cache) <= 2
     reads.clear()
     source.read(np.array([0, 1, 2, 3]))  # one row group
     source.read(np.array([3, 2, 1, 0]))  # cached now

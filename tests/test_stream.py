@@ -82,9 +82,7 @@ def test_resume_at_every_step(seekable):
     reference = take(pipeline(), 12)  # 8 batches per epoch: crosses an epoch boundary
     for k in range(12):
         pipe = pipeline()
-        it = iter(pipe)
-        for _ in range(k):
-            next(it)
+        take(pipe, k)
         stream = Counted()
         fresh = pipeline(stream, seekable=seekable)
         nnx.update(fresh, nnx.clone(nnx.state(pipe)))
@@ -95,9 +93,7 @@ def test_resume_at_every_step(seekable):
 
 def test_seek_avoids_reading_the_head_again():
     pipe = pipeline()
-    it = iter(pipe)
-    for _ in range(6):
-        next(it)
+    take(pipe, 6)
     saved = nnx.clone(nnx.state(pipe))
     seeking, skipping = Counted(), Counted()
     for stream, seekable in [(seeking, True), (skipping, False)]:

@@ -75,6 +75,21 @@ def check_interval(
     return a, b
 
 
+def check_spread(
+    owner: str, name: str, value: Any, low: float, high: float, center: float = 0.0
+) -> tuple[float, float]:
+    """Torchvision's range rule: a number ``f`` means ``[max(low, center - f), center + f]``.
+
+    ``f`` must lie in ``[0, high - center]``; anything else is checked as a pair
+    ``(min, max)`` within ``[low, high]``.
+    """
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        f = check_number(owner, name, value, 0.0, high - center)
+        # -(f - center) is center - f, but -f (not +0.0) when both are 0.
+        return max(low, -(f - center)), center + f
+    return check_interval(owner, name, value, low, high)
+
+
 _SIZE = "positive: an int or a pair (height, width) of ints > 0"
 
 
@@ -147,6 +162,11 @@ def channels_1_or_3(owner: str, x: jax.Array) -> None:
         )
 
 
+def hyperparameter(value: float, learnable: bool) -> nnx.Param[jax.Array] | float:
+    """``value`` as a float32 ``nnx.Param`` if ``learnable``, else the float itself."""
+    return nnx.Param(jnp.asarray(value, jnp.float32)) if learnable else value
+
+
 def value_of(v: Any) -> Any:
     """The array held by a Variable, or ``v`` itself (a plain hyperparameter)."""
     return v[...] if isinstance(v, nnx.Variable) else v
@@ -199,6 +219,28 @@ def below(u: jax.Array, n: Any) -> jax.Array:
 def lerp(u: jax.Array, low: Any, high: Any) -> jax.Array:
     """A uniform number in ``[low, high)`` from a U[0, 1) draw ``u``."""
     return low + (high - low) * u
+
+
+def box_sides(
+    u: jax.Array,
+    height: int,
+    width: int,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+) -> tuple[jax.Array, jax.Array]:
+    """The sides of ``n`` candidate boxes (torchvision's retries) from ``2 n`` U[0, 1) draws.
+
+    Box ``i`` has its area uniform in ``scale`` times the image area (from ``u[i]``) and
+    its aspect ``a`` log-uniform in ``ratio`` (from ``u[n + i]``). Returns the rounded
+    int32 sides ``(sqrt(area * a), sqrt(area / a))``, so ``a`` is first side / second side.
+    """
+    n = u.shape[0] // 2
+    area = height * width * lerp(u[:n], *scale)
+    lo, hi = math.log(ratio[0]), math.log(ratio[1])
+    aspect = jnp.exp(lerp(u[n : 2 * n], lo, hi))
+    along = jnp.round(jnp.sqrt(area * aspect)).astype(jnp.int32)
+    across = jnp.round(jnp.sqrt(area / aspect)).astype(jnp.int32)
+    return along, across
 
 
 # ---------------------------------------------------------------------------- sub-keys

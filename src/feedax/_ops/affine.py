@@ -18,17 +18,10 @@ from feedax._ops._common import (
     check_fields,
     check_interval,
     check_number,
+    check_spread,
     fail,
     lerp,
 )
-
-
-def _symmetric(owner: str, name: str, value: Any, high: float) -> tuple[float, float]:
-    """A number ``d`` as ``(-d, d)``, or a pair as it is."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        d = check_number(owner, name, value, 0.0, high)
-        return -d, d
-    return check_interval(owner, name, value, -high, high)
 
 
 def _shear(owner: str, value: Any) -> tuple[float, float, float, float]:
@@ -36,7 +29,7 @@ def _shear(owner: str, value: Any) -> tuple[float, float, float, float]:
     if value is None:
         return 0.0, 0.0, 0.0, 0.0
     if isinstance(value, int | float) or len(value) == 2:
-        return (*_symmetric(owner, "shear", value, 89.0), 0.0, 0.0)
+        return (*check_spread(owner, "shear", value, -89.0, 89.0), 0.0, 0.0)
     if len(value) == 4:
         x = check_interval(owner, "shear", value[:2], -89.0, 89.0)
         y = check_interval(owner, "shear", value[2:], -89.0, 89.0)
@@ -107,7 +100,7 @@ class RandomAffine(SpatialOperator, RandomOperator):
     ):
         super().__init__(rngs=rngs, stream=stream, field=field)
         name = type(self).__name__
-        self.degrees = _symmetric(name, "degrees", degrees, 360.0)
+        self.degrees = check_spread(name, "degrees", degrees, -360.0, 360.0)
         self.translate = _translate(name, translate)
         self.scale = (1.0, 1.0) if scale is None else check_interval(name, "scale", scale, 1e-3)
         self.shear = _shear(name, shear)

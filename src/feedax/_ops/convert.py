@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import ClassVar
 
 import jax
-import jax.numpy as jnp
 
 from feedax._context import RecordContext
 from feedax._operator import Operator
+from feedax._ops._common import to_unit
 
 
 class ToFloat(Operator):
@@ -31,6 +31,4 @@ class ToFloat(Operator):
 
     def apply(self, x: jax.Array, ctx: RecordContext) -> jax.Array:
         """Converts one image."""
-        if jnp.issubdtype(x.dtype, jnp.floating):
-            return x
-        return x.astype(jnp.float32) / 255.0
+        return to_unit(x)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -15,12 +14,12 @@ from feedax._operator import RandomOperator
 from feedax._ops import _color_fn as C
 from feedax._ops._common import (
     below,
+    box_sides,
     check_interval,
     check_number,
     check_probability,
     check_size,
     fail,
-    lerp,
 )
 
 ATTEMPTS = 10
@@ -108,11 +107,7 @@ class RandomErasing(RandomOperator):
         """Erases a box of one HWC image, or returns it."""
         height, width = x.shape[0], x.shape[1]
         u = self.record_uniforms(ctx, 2 * ATTEMPTS + 3)
-        area = height * width * lerp(u[:ATTEMPTS], *self.scale)
-        lo, hi = math.log(self.ratio[0]), math.log(self.ratio[1])
-        aspect = jnp.exp(lerp(u[ATTEMPTS : 2 * ATTEMPTS], lo, hi))
-        h = jnp.round(jnp.sqrt(area * aspect)).astype(jnp.int32)
-        w = jnp.round(jnp.sqrt(area / aspect)).astype(jnp.int32)
+        h, w = box_sides(u[: 2 * ATTEMPTS], height, width, self.scale, self.ratio)
         fits = (h < height) & (w < width)
         first = jnp.argmax(fits)
         erase = (u[-3] < self.p) & jnp.any(fits)

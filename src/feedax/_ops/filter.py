@@ -16,6 +16,7 @@ from feedax._ops._common import (
     check_number,
     fail,
     from_unit,
+    hyperparameter,
     lerp,
     to_unit,
     value_of,
@@ -119,9 +120,7 @@ class GaussianNoise(RandomOperator):
         super().__init__(rngs=rngs, stream=stream, field=field)
         value = check_number("GaussianNoise", "std", std, 0.0)
         self.learnable = bool(learnable)
-        self.std: nnx.Param[jax.Array] | float = (
-            nnx.Param(jnp.asarray(value, jnp.float32)) if self.learnable else value
-        )
+        self.std = hyperparameter(value, self.learnable)
 
     def apply(self, x: jax.Array, ctx: RecordContext) -> jax.Array:
         """Adds noise to one image."""

@@ -21,9 +21,9 @@ from feedax._operator import RandomOperator
 from feedax._ops import _color_fn as C
 from feedax._ops._common import (
     channels_1_or_3,
-    check_interval,
-    check_number,
+    check_spread,
     from_unit,
+    hyperparameter,
     to_unit,
     value_of,
 )
@@ -51,24 +51,13 @@ class ColorFactor(RandomOperator):
         super().__init__(rngs=rngs, stream=stream, field=field)
         lo, hi = self.factor_range(factor)
         self.learnable = bool(learnable)
-        center, spread = (lo + hi) / 2.0, (hi - lo) / 2.0
-        self.center: nnx.Param[jax.Array] | float
-        self.spread: nnx.Param[jax.Array] | float
-        if self.learnable:
-            self.center = nnx.Param(jnp.asarray(center, jnp.float32))
-            self.spread = nnx.Param(jnp.asarray(spread, jnp.float32))
-        else:
-            self.center, self.spread = center, spread
+        self.center = hyperparameter((lo + hi) / 2.0, self.learnable)
+        self.spread = hyperparameter((hi - lo) / 2.0, self.learnable)
 
     @classmethod
     def factor_range(cls, factor: Any) -> tuple[float, float]:
         """Torchvision's rule: ``f`` means ``[max(lo, neutral - f), neutral + f]``."""
-        name = cls.__name__
-        lo, hi = cls.bounds
-        if isinstance(factor, int | float) and not isinstance(factor, bool):
-            f = check_number(name, "factor", factor, 0.0, hi - cls.neutral)
-            return max(lo, cls.neutral - f), cls.neutral + f
-        return check_interval(name, "factor", factor, lo, hi)
+        return check_spread(cls.__name__, "factor", factor, *cls.bounds, cls.neutral)
 
     def factor(self, ctx: RecordContext) -> jax.Array:
         """The record's factor ``center + spread * u``, ``u ~ U(-1, 1)``, within ``bounds``."""
@@ -233,8 +222,7 @@ class Sharpness(ColorFactor):
     def apply(self, x: jax.Array, ctx: RecordContext) -> jax.Array:
         """Adjusts one image; the smoothed uint8 image is rounded, as PIL's filter."""
         channels_1_or_3("Sharpness", x)
-        rounded = not jnp.issubdtype(x.dtype, jnp.floating)
-        return from_unit(C.sharpness_unit(to_unit(x), self.factor(ctx), rounded), x.dtype)
+        return C.adjust_sharpness(x, self.factor(ctx))
 
 
 class ColorJitter(RandomOperator):

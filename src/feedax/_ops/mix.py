@@ -9,6 +9,7 @@ changed. Labels must be one-hot / soft float vectors: put ``OneHot`` first.
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import jax
@@ -94,7 +95,7 @@ def cutmix_box(shape: tuple[int, ...], lam: Any, cy: Any, cx: Any) -> tuple[jax.
 
 
 class _Mix(BatchOperator):
-    """Shared set-up and checks of MixUp and CutMix."""
+    """Shared set-up, checks, draws and pairing of MixUp and CutMix (they implement ``_mix``)."""
 
     def __init__(
         self,
@@ -148,9 +149,26 @@ class _Mix(BatchOperator):
         lam = jax.vmap(lambda u: sample_beta(u[:-2], self.alpha))(u)
         return u[:, -2:], lam
 
-    @staticmethod
-    def _partner(n: int) -> jax.Array:
-        return jnp.roll(jnp.arange(n), 1)
+    def __call__(self, batch: Record, ctx: RecordContext) -> dict[str, Any]:
+        """Mixes each record with its neighbour in the batch (see the class docstring)."""
+        x, y = self._inputs(batch)
+        if self.deterministic:
+            return dict(batch)
+        partner = jnp.roll(jnp.arange(x.shape[0]), 1)
+        mix = ctx.valid & ctx.valid[partner]
+        out = dict(batch)
+        out[self.field], out[self.label_field] = self._mix(x, y, partner, mix, ctx)
+        return out
+
+    @abc.abstractmethod
+    def _mix(
+        self, x: jax.Array, y: jax.Array, partner: jax.Array, mix: jax.Array, ctx: RecordContext
+    ) -> tuple[jax.Array, jax.Array]:
+        """The mixed images and labels of the batch (draws from :meth:`_draws`).
+
+        Record ``i`` is mixed with record ``partner[i]`` where ``mix[i]`` (both are valid)
+        and kept as it is elsewhere.
+        """
 
 
 class MixUp(_Mix):
@@ -177,18 +195,14 @@ class MixUp(_Mix):
       [1.0, 1.0, 1.0, 1.0]
     """
 
-    def __call__(self, batch: Record, ctx: RecordContext) -> dict[str, Any]:
-        """Mixes each record with its neighbour in the batch."""
-        x, y = self._inputs(batch)
-        if self.deterministic:
-            return dict(batch)
+    def _mix(
+        self, x: jax.Array, y: jax.Array, partner: jax.Array, mix: jax.Array, ctx: RecordContext
+    ) -> tuple[jax.Array, jax.Array]:
+        """``lam x_i + (1 - lam) x_{i-1}``, labels alike."""
         _, lam = self._draws(ctx)
-        partner = self._partner(x.shape[0])
-        lam = jnp.where(ctx.valid & ctx.valid[partner], lam, 1.0)
-        out = dict(batch)
-        out[self.field] = mixup(x, x[partner], lam[:, None, None, None])
-        out[self.label_field] = mixup(y, y[partner], lam[:, None].astype(y.dtype))
-        return out
+        lam = jnp.where(mix, lam, 1.0)
+        image = mixup(x, x[partner], lam[:, None, None, None])
+        return image, mixup(y, y[partner], lam[:, None].astype(y.dtype))
 
 
 class CutMix(_Mix):
@@ -215,11 +229,10 @@ class CutMix(_Mix):
       dtype('uint8')
     """
 
-    def __call__(self, batch: Record, ctx: RecordContext) -> dict[str, Any]:
-        """Pastes a box of each record's neighbour into it."""
-        x, y = self._inputs(batch)
-        if self.deterministic:
-            return dict(batch)
+    def _mix(
+        self, x: jax.Array, y: jax.Array, partner: jax.Array, mix: jax.Array, ctx: RecordContext
+    ) -> tuple[jax.Array, jax.Array]:
+        """Pastes a box of each record's neighbour into it; labels by the box's area."""
         u, lam = self._draws(ctx)
         height, width = x.shape[1], x.shape[2]
 
@@ -227,13 +240,8 @@ class CutMix(_Mix):
             return cutmix_box((height, width), lam, below(u[0], height), below(u[1], width))
 
         mask, lam = jax.vmap(box)(u, lam)
-        partner = self._partner(x.shape[0])
-        mix = ctx.valid & ctx.valid[partner]
         mask = mask & mix[:, None, None]
         lam = jnp.where(mix, lam, 1.0)
-        out = dict(batch)
-        out[self.field] = jnp.where(mask[..., None], x[partner], x)
-        out[self.label_field] = (
-            lam[:, None].astype(y.dtype) * y + (1 - lam[:, None]).astype(y.dtype) * y[partner]
-        )
-        return out
+        image = jnp.where(mask[..., None], x[partner], x)
+        own, other = lam[:, None].astype(y.dtype), (1 - lam[:, None]).astype(y.dtype)
+        return image, own * y + other * y[partner]

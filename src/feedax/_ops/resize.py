@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,11 +15,11 @@ from feedax._ops import _geometry_fn as G
 from feedax._ops._common import (
     SpatialOperator,
     below,
+    box_sides,
     check_choice,
     check_fields,
     check_interval,
     check_size,
-    lerp,
 )
 
 ATTEMPTS = 10
@@ -141,11 +140,7 @@ class RandomResizedCrop(SpatialOperator, RandomOperator):
         """The box (top, left, height, width), integers."""
         height, width = shape[0], shape[1]
         u = self.record_uniforms(ctx, 2 * ATTEMPTS + 2)
-        area = height * width * lerp(u[:ATTEMPTS], *self.scale)
-        lo, hi = math.log(self.ratio[0]), math.log(self.ratio[1])
-        aspect = jnp.exp(lerp(u[ATTEMPTS : 2 * ATTEMPTS], lo, hi))
-        w = jnp.round(jnp.sqrt(area * aspect)).astype(jnp.int32)
-        h = jnp.round(jnp.sqrt(area / aspect)).astype(jnp.int32)
+        w, h = box_sides(u[: 2 * ATTEMPTS], height, width, self.scale, self.ratio)
         fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
         first = jnp.argmax(fits)
         found = jnp.any(fits)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -67,6 +68,26 @@ def column_to_numpy(column: Any) -> np.ndarray:
         array = array.flatten()
     values = _leaf(array, pa, per_row=int(np.prod(shape[1:], dtype=np.int64)))
     return values.reshape(shape)
+
+
+def columns_to_numpy(
+    table: Any, columns: Sequence[str], spec: Mapping[str, jax.ShapeDtypeStruct]
+) -> dict[str, np.ndarray]:
+    """The ``columns`` of an Arrow table as arrays, each fitted to ``spec`` where it names it.
+
+    Raises:
+      RowError: a column cannot become one array (see :func:`column_to_numpy`) or does not
+        fit (see :func:`fit_column`); its cause starts with the column's name.
+    """
+    out = {}
+    for column in columns:
+        try:
+            values = column_to_numpy(table.column(column))
+            want = spec.get(column)
+            out[column] = values if want is None else fit_column(values, want)
+        except RowError as error:
+            raise RowError(error.row, f"column {column!r} {error.cause}") from error
+    return out
 
 
 def _single_array(column: Any, pa: Any) -> Any:

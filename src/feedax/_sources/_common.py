@@ -8,12 +8,13 @@ import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from types import ModuleType
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import jax
 import numpy as np
 
 from feedax._errors import SourceError
+from feedax._source import Source
 
 PathLike = str | os.PathLike[str]
 Spec = dict[str, jax.ShapeDtypeStruct]
@@ -102,6 +103,82 @@ class LazyHandles:
         self._reset()
 
 
+class Store(Protocol):
+    """What a :class:`StoreSource` needs of its store: the record count and ``spec``."""
+
+    spec: Spec
+
+    def __len__(self) -> int: ...
+
+
+StoreT = TypeVar("StoreT", bound=Store)
+
+
+class StoreSource(Source, Generic[StoreT]):
+    """A source whose record count and element_spec live in its store, ``self._store``.
+
+    The store is a plain object, so it stays out of NNX state (see :class:`LazyHandles`
+    for one that reopens its files in each process).
+    """
+
+    _store: StoreT
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    @property
+    def element_spec(self) -> dict[str, jax.ShapeDtypeStruct]:
+        """The shape and dtype of each field of one record (``object`` for bytes and strings)."""
+        return dict(self._store.spec)
+
+    def _checked(self, indices: np.ndarray) -> np.ndarray:
+        """``indices`` as int64, each checked to name a record."""
+        indices = np.asarray(indices, dtype=np.int64)
+        self._check_indices(indices)
+        return indices
+
+
+class FileStore(Store, Protocol):
+    """A store of records from several files, in index order."""
+
+    files: list[str]
+
+
+FileStoreT = TypeVar("FileStoreT", bound=FileStore)
+
+
+class FilesSource(StoreSource[FileStoreT]):
+    """A :class:`StoreSource` whose records come from ``self._store.files``, in index order."""
+
+    @property
+    def files(self) -> list[str]:
+        """The files, in index order."""
+        return list(self._store.files)
+
+    def _record_error(self, index: int, file: int, cause: str, fix: str) -> SourceError:
+        """:func:`record_error` for record ``index`` of ``files[file]``."""
+        return record_error(self.name, index, self._store.files[file], cause, fix)
+
+
+def starts_of(counts: Sequence[int] | np.ndarray) -> np.ndarray:
+    """Where each part's records start, then the total: ``[0, c0, c0 + c1, ...]`` (int64)."""
+    return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+
+def locate(starts: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each index, the part holding it and its position there (``starts``: :func:`starts_of`).
+
+    An empty part holds no index: the part found is the last one starting at or before it.
+    """
+    part = np.searchsorted(starts, indices, side="right") - 1
+    return part, indices - starts[part]
+
+
+def span(starts: np.ndarray, part: int) -> str:
+    """``"records FIRST to LAST"``: the indices of ``part`` (``starts``: :func:`starts_of`)."""
+    return f"records {int(starts[part])} to {int(starts[part + 1]) - 1}"
+
+
 def spec_of(value: Any) -> jax.ShapeDtypeStruct:
     """The spec of one field value: an array's shape and dtype, or object for bytes/str/paths."""
     if isinstance(value, bytes | str | os.PathLike):
@@ -127,6 +204,28 @@ def check_spec(spec: Mapping[str, Any], *, user: str) -> Spec:
             )
         out[str(field)] = jax.ShapeDtypeStruct(tuple(s.shape), np.dtype(s.dtype))
     return out
+
+
+def check_declared(
+    spec: Mapping[str, Any], columns: Sequence[str], *, user: str, among: str
+) -> Spec:
+    """:func:`check_spec`, and every declared field must be one of ``columns``.
+
+    ``among`` names the columns in the message, e.g. ``"the selected columns"``.
+    """
+    declared = check_spec(spec, user=user)
+    unknown = sorted(set(declared) - set(columns))
+    if unknown:
+        raise SourceError(
+            f"{user}: element_spec names fields {unknown} that are not among {among} "
+            f"{list(columns)}. Fix the names or add them to columns=."
+        )
+    return declared
+
+
+def batch_spec(batch: Mapping[str, np.ndarray]) -> Spec:
+    """The spec of one record of ``batch`` (field -> array, one row per record)."""
+    return {f: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for f, v in batch.items()}
 
 
 def record_error(user: str, index: int, file: str, cause: str, fix: str) -> SourceError:

@@ -7,12 +7,12 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-import jax
 import numpy as np
 
 from feedax._errors import SourceError
-from feedax._source import Batch, Source
+from feedax._source import Batch
 from feedax._sources._common import (
+    FilesSource,
     LazyHandles,
     PathLike,
     Spec,
@@ -21,10 +21,12 @@ from feedax._sources._common import (
     expand_paths,
     fit_value,
     group_by,
-    record_error,
+    locate,
     require,
+    span,
     spec_of,
     spec_repr,
+    starts_of,
 )
 from feedax._sources.codec import decode_record, encode_record
 
@@ -52,7 +54,7 @@ class _Readers(LazyHandles):
     def __init__(self, files: list[str], counts: list[int], parse: Parser, spec: Spec):
         self.files = files
         self.counts = counts
-        self.starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self.starts = starts_of(counts)
         self.parse = parse
         self.spec = spec
         super().__init__()
@@ -61,6 +63,9 @@ class _Readers(LazyHandles):
         super()._reset()
         self.readers: dict[int, Any] = {}
         self.damaged: dict[int, str] = {}  # file -> why it cannot be read
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
 
     def reader(self, file: int) -> Any:
         """The open reader of ``file``; raises :class:`_Damaged` if the file is damaged."""
@@ -164,7 +169,7 @@ def _check_counts(counts: Any, files: list[str], name: str) -> list[int]:
     return out
 
 
-class ArrayRecordSource(Source):
+class ArrayRecordSource(FilesSource[_Readers]):
     """Records in one or many ArrayRecord files, read by index with the ``array_record`` reader.
 
     The files are concatenated in the order given (a glob pattern or a directory is
@@ -244,7 +249,7 @@ class ArrayRecordSource(Source):
         if sum(held) == 0:
             raise SourceError(f"{name}: the files {files} hold 0 records. Write records first.")
         store = _Readers(files, held, parse, {})
-        self._files = store
+        self._store = store
         if element_spec is not None:
             store.spec = check_spec(element_spec, user=name)
             return
@@ -258,7 +263,7 @@ class ArrayRecordSource(Source):
                 causes.append(f"{files[k]!r}: {damage}")
                 continue
             index = int(store.starts[k])
-            first = self._parse(reader.read([0])[0], index, files[k])
+            first = self._parse(reader.read([0])[0], index, k)
             store.spec = {field: spec_of(value) for field, value in first.items()}
             if not store.spec:
                 raise SourceError(
@@ -272,46 +277,29 @@ class ArrayRecordSource(Source):
             "these files fails per record)."
         )
 
-    @property
-    def files(self) -> list[str]:
-        """The files, in index order."""
-        return list(self._files.files)
-
-    def __len__(self) -> int:
-        return int(self._files.starts[-1])
-
-    @property
-    def element_spec(self) -> dict[str, jax.ShapeDtypeStruct]:
-        """The shape and dtype of each field of one record (``object`` for bytes/str)."""
-        return dict(self._files.spec)
-
     def read(self, indices: np.ndarray) -> Batch:
         """Returns the records at ``indices``: one batched read per file, then parsing."""
-        indices = np.asarray(indices, dtype=np.int64)
-        self._check_indices(indices)
-        store = self._files
-        file_of = np.searchsorted(store.starts, indices, side="right") - 1
-        positions = indices - store.starts[file_of]
+        indices = self._checked(indices)
+        store = self._store
+        file_of, positions = locate(store.starts, indices)
         out = empty_batch(store.spec, len(indices))
         # Files in the order of their first record in the batch: the first bad one is named.
         for file, rows in sorted(group_by(file_of), key=lambda item: int(item[1][0])):
             blobs = self._read_file(file, positions[rows], indices[rows])
             for row, blob in zip(rows, blobs, strict=True):
                 index = int(indices[row])
-                self._put(out, int(row), self._parse(blob, index, store.files[file]), index, file)
+                self._put(out, int(row), self._parse(blob, index, file), index, file)
         return out
 
     def _read_file(self, file: int, positions: np.ndarray, indices: np.ndarray) -> list[bytes]:
-        store = self._files
+        store = self._store
         try:
             reader = store.reader(file)
         except _Damaged as damage:
-            first, last = int(store.starts[file]), int(store.starts[file + 1]) - 1
-            raise record_error(
-                self.name,
+            raise self._record_error(
                 int(indices[0]),
-                store.files[file],
-                f"the file (records {first} to {last}) cannot be read: {damage}",
+                file,
+                f"the file ({span(store.starts, file)}) cannot be read: {damage}",
                 "Re-write or re-download the file (or correct counts= if it is wrong), or pass "
                 "on_error='skip' to the Pipeline to skip its records.",
             ) from damage
@@ -324,23 +312,19 @@ class ArrayRecordSource(Source):
             try:  # find the first bad record, to name it
                 reader.read([position])
             except Exception as error:
-                raise record_error(
-                    self.name,
+                raise self._record_error(
                     index,
-                    self._files.files[file],
+                    file,
                     f"the ArrayRecord reader failed: {type(error).__name__}: {error}",
                     _FIX_FILE,
                 ) from error
-        raise record_error(
-            self.name, int(indices[0]), self._files.files[file], "a batched read failed", _FIX_FILE
-        )
+        raise self._record_error(int(indices[0]), file, "a batched read failed", _FIX_FILE)
 
-    def _parse(self, blob: bytes, index: int, file: str) -> Mapping[str, Any]:
+    def _parse(self, blob: bytes, index: int, file: int) -> Mapping[str, Any]:
         try:
-            record = self._files.parse(blob)
+            record = self._store.parse(blob)
         except Exception as error:
-            raise record_error(
-                self.name,
+            raise self._record_error(
                 index,
                 file,
                 f"the record ({len(blob)} bytes) does not parse: {type(error).__name__}: {error}",
@@ -348,8 +332,7 @@ class ArrayRecordSource(Source):
                 "feedax.write_array_record's msgpack records), or re-write the file.",
             ) from error
         if not isinstance(record, Mapping):
-            raise record_error(
-                self.name,
+            raise self._record_error(
                 index,
                 file,
                 f"parse returned {type(record).__name__}, not a dict of field -> value",
@@ -360,22 +343,20 @@ class ArrayRecordSource(Source):
     def _put(
         self, out: dict[str, np.ndarray], row: int, record: Mapping[str, Any], index: int, file: int
     ) -> None:
-        for field, want in self._files.spec.items():
+        for field, want in self._store.spec.items():
             if field not in record:
-                raise record_error(
-                    self.name,
+                raise self._record_error(
                     index,
-                    self._files.files[file],
+                    file,
                     f"field {field!r} is missing (the record has {sorted(record)})",
-                    f"Every record needs the fields of element_spec ({spec_repr(self._files.spec)})"
+                    f"Every record needs the fields of element_spec ({spec_repr(self._store.spec)})"
                     "; fix the record, or declare element_spec without the field.",
                 )
             value, problem = fit_value(record[field], want)
             if problem is not None:
-                raise record_error(
-                    self.name,
+                raise self._record_error(
                     index,
-                    self._files.files[file],
+                    file,
                     f"field {field!r} {problem}",
                     "Every record needs one shape and dtype per field; fix the record or "
                     "resize it when writing.",

@@ -9,9 +9,17 @@ import jax
 import numpy as np
 
 from feedax._errors import SourceError
-from feedax._source import Batch, Source
-from feedax._sources._arrow import RowError, column_to_numpy, fit_column
-from feedax._sources._common import check_spec, require, spec_repr
+from feedax._source import Batch
+from feedax._sources._arrow import RowError, columns_to_numpy
+from feedax._sources._common import (
+    StoreSource,
+    batch_spec,
+    check_declared,
+    empty_batch,
+    record_error,
+    require,
+    spec_repr,
+)
 
 
 class _Table:
@@ -24,11 +32,14 @@ class _Table:
         self.spec: dict[str, jax.ShapeDtypeStruct] = {}
         self.declared: dict[str, jax.ShapeDtypeStruct] = {}
 
+    def __len__(self) -> int:
+        return len(self.dataset)
+
     def __repr__(self) -> str:
         return f"HFTable({len(self.dataset)} rows, {spec_repr(self.spec)})"
 
 
-class HFSource(Source):
+class HFSource(StoreSource[_Table]):
     """Rows of a Hugging Face ``datasets.Dataset``, read by index through Arrow.
 
     A batch is one Arrow ``take`` of the selected columns (honouring the dataset's own
@@ -90,54 +101,36 @@ class HFSource(Source):
             raise SourceError(f"{name}: the dataset is empty (0 rows). Pass a non-empty dataset.")
         files = [f["filename"] for f in dataset.cache_files]
         file = files[0] if len(files) == 1 else f"{len(files)} Arrow files" if files else "<memory>"
-        self._table = _Table(dataset.with_format("arrow", columns=columns), columns, file)
+        self._store = _Table(dataset.with_format("arrow", columns=columns), columns, file)
         if element_spec is not None:
-            self._table.declared = check_spec(element_spec, user=name)
-            unknown = sorted(set(self._table.declared) - set(columns))
-            if unknown:
-                raise SourceError(
-                    f"{name}: element_spec names fields {unknown} that are not among the "
-                    f"columns {columns}. Fix the names or add them to columns=."
-                )
-        first = self._take(np.zeros(1, np.int64))
-        self._table.spec = {f: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for f, v in first.items()}
+            self._store.declared = check_declared(
+                element_spec, columns, user=name, among="the columns"
+            )
+        self._store.spec = batch_spec(self._take(np.zeros(1, np.int64)))
 
     @property
     def columns(self) -> list[str]:
         """The selected columns (the record's fields)."""
-        return list(self._table.columns)
-
-    def __len__(self) -> int:
-        return len(self._table.dataset)
-
-    @property
-    def element_spec(self) -> dict[str, jax.ShapeDtypeStruct]:
-        """The shape and dtype of each field of one record (``object`` for bytes/str)."""
-        return dict(self._table.spec)
+        return list(self._store.columns)
 
     def read(self, indices: np.ndarray) -> Batch:
         """Returns the rows at ``indices``: one Arrow gather, then a conversion per column."""
-        indices = np.asarray(indices, dtype=np.int64)
-        self._check_indices(indices)
-        return self._take(indices)
+        return self._take(self._checked(indices))
 
     def _take(self, indices: np.ndarray) -> Batch:
-        table = self._table
+        table = self._store
         if not len(indices):
-            return {f: np.empty((0, *s.shape), s.dtype) for f, s in table.spec.items()}
-        arrow = table.dataset[indices]
-        out: Batch = {}
-        for column in table.columns:
-            try:
-                values = column_to_numpy(arrow.column(column))
-                want = table.declared.get(column, table.spec.get(column))
-                if want is not None:
-                    values = fit_column(values, want)
-            except RowError as error:
-                raise SourceError(
-                    f"{self.name}: record index {int(indices[error.row])} (file {table.file!r}): "
-                    f"column {column!r} {error.cause}. Fix the dataset (e.g. dataset.map to pad "
-                    "or resize), or declare the column's element_spec to match it."
-                ) from error
-            out[column] = values
-        return out
+            return empty_batch(table.spec, 0)
+        try:
+            return columns_to_numpy(
+                table.dataset[indices], table.columns, {**table.spec, **table.declared}
+            )
+        except RowError as error:
+            raise record_error(
+                self.name,
+                int(indices[error.row]),
+                table.file,
+                error.cause,
+                "Fix the dataset (e.g. dataset.map to pad or resize), or declare the column's "
+                "element_spec to match it.",
+            ) from error

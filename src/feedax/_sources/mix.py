@@ -11,6 +11,7 @@ from flax import nnx
 from feedax._errors import SourceError
 from feedax._order import EpochOrder
 from feedax._source import Batch, Source
+from feedax._sources._common import locate
 
 
 class Mix(Source):
@@ -138,11 +139,11 @@ class Mix(Source):
         """Records by global id (``offset of the source + index in it``), in order."""
         indices = np.asarray(indices, np.int64)
         self._check_indices(indices)
-        which = np.searchsorted(self._offsets, indices, side="right") - 1
+        which, position = locate(np.asarray(self._offsets), indices)
         out: Batch | None = None
         for s in np.unique(which):
             at = np.flatnonzero(which == s)
-            part = self.sources[int(s)].read(indices[at] - self._offsets[s])
+            part = self.sources[int(s)].read(position[at])
             if out is None:
                 out = {k: np.empty((len(indices), *v.shape[1:]), v.dtype) for k, v in part.items()}
             for k, v in part.items():

@@ -9,8 +9,8 @@ import jax
 import numpy as np
 
 from feedax._errors import SourceError
-from feedax._source import Batch, Source
-from feedax._sources._common import LazyHandles, PathLike, Spec, spec_repr
+from feedax._source import Batch
+from feedax._sources._common import LazyHandles, PathLike, Spec, StoreSource, spec_repr
 
 
 class _Maps(LazyHandles):
@@ -28,6 +28,9 @@ class _Maps(LazyHandles):
         super()._reset()
         self.maps: dict[str, np.ndarray] | None = None
 
+    def __len__(self) -> int:
+        return self.length
+
     def get(self) -> dict[str, np.ndarray]:
         maps = self.maps
         if maps is None:
@@ -41,7 +44,7 @@ class _Maps(LazyHandles):
         return f"NpyFiles({spec_repr(self.spec)})"
 
 
-class NpySource(Source):
+class NpySource(StoreSource[_Maps]):
     """Records in ``.npy`` files, memory-mapped: a batch reads only its own rows.
 
     Each field is one ``.npy`` file whose first dimension indexes records. The files are
@@ -95,26 +98,17 @@ class NpySource(Source):
         length = next(iter(lengths.values()))
         if length == 0:
             raise SourceError(f"{name}: the files hold 0 records ({paths}). Pass non-empty files.")
-        self._files = _Maps(paths, spec, length)
+        self._store = _Maps(paths, spec, length)
 
     @property
     def paths(self) -> dict[str, str]:
         """Field name -> ``.npy`` path."""
-        return dict(self._files.paths)
-
-    def __len__(self) -> int:
-        return self._files.length
-
-    @property
-    def element_spec(self) -> dict[str, jax.ShapeDtypeStruct]:
-        """The shape and dtype of each field of one record (from the file headers)."""
-        return dict(self._files.spec)
+        return dict(self._store.paths)
 
     def read(self, indices: np.ndarray) -> Batch:
         """Returns the records at ``indices``, copying only their rows out of the maps."""
-        indices = np.asarray(indices, dtype=np.int64)
-        self._check_indices(indices)
-        return {f: np.asarray(m[indices]) for f, m in self._files.get().items()}
+        indices = self._checked(indices)
+        return {f: np.asarray(m[indices]) for f, m in self._store.get().items()}
 
 
 def _field_paths(files: PathLike | Mapping[str, PathLike], name: str) -> dict[str, str]:

@@ -7,22 +7,25 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import jax
 import numpy as np
 
 from feedax._errors import SourceError
-from feedax._source import Batch, Source
-from feedax._sources._arrow import RowError, column_to_numpy, fit_column
+from feedax._source import Batch
+from feedax._sources._arrow import RowError, columns_to_numpy
 from feedax._sources._common import (
+    FilesSource,
     LazyHandles,
     PathLike,
     Spec,
-    check_spec,
+    batch_spec,
+    check_declared,
     empty_batch,
     expand_paths,
     group_by,
-    record_error,
+    locate,
     require,
+    span,
+    starts_of,
 )
 
 Columns = dict[str, np.ndarray]
@@ -47,10 +50,10 @@ class _RowGroups(LazyHandles):
     ):
         self.files = files
         self.groups = groups  # global row group -> (file, row group in the file)
-        self.starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self.starts = starts_of(counts)
         self.file_of = np.array([file for file, _ in groups], np.int64)  # global group -> file
         per_file = np.bincount(self.file_of, weights=counts, minlength=len(files))
-        self.file_starts = np.concatenate([[0], np.cumsum(per_file)]).astype(np.int64)
+        self.file_starts = starts_of(per_file)
         self.damaged: dict[int, str] = {}  # file -> why its rows cannot be read
         self.columns = columns
         self.capacity = capacity
@@ -62,6 +65,9 @@ class _RowGroups(LazyHandles):
         super()._reset()
         self.local = threading.local()  # one open ParquetFile per thread and file
         self.cache: collections.OrderedDict[int, Columns] = collections.OrderedDict()
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
 
     def open(self, file: int) -> Any:
         handles = self.local.__dict__.setdefault("files", {})
@@ -101,7 +107,7 @@ def _schema_problem(schema: Any, schema0: Any, columns: list[str], first: str) -
     return None
 
 
-class ParquetSource(Source):
+class ParquetSource(FilesSource[_RowGroups]):
     """Rows of one or many Parquet files, read by index, a row group at a time.
 
     Row ``i`` is found by cumulative row counts (files in the order given, then row
@@ -199,15 +205,11 @@ class ParquetSource(Source):
             raise SourceError(f"{name}: the files {files} hold 0 rows. Pass non-empty files.")
         store = _RowGroups(files, groups, counts, selected, cache_row_groups)
         store.damaged = damaged
-        self._groups = store
+        self._store = store
         if element_spec is not None:
-            store.declared = check_spec(element_spec, user=name)
-            unknown = sorted(set(store.declared) - set(selected))
-            if unknown:
-                raise SourceError(
-                    f"{name}: element_spec names fields {unknown} that are not among the selected "
-                    f"columns {selected}. Fix the names or add them to columns=."
-                )
+            store.declared = check_declared(
+                element_spec, selected, user=name, among="the selected columns"
+            )
         readable = [g for g, (k, _) in enumerate(groups) if counts[g] and k not in damaged]
         if not readable:  # only when the first file is empty and all the others are damaged
             raise SourceError(
@@ -215,69 +217,41 @@ class ParquetSource(Source):
                 + "; ".join(f"{files[k]!r}: {why}" for k, why in damaged.items())
                 + ". Re-write the files with the first file's column types."
             )
-        sample = store.load(readable[0], self._convert)
-        store.spec = {f: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for f, v in sample.items()}
+        store.spec = batch_spec(store.load(readable[0], self._convert))
 
     def _damaged_error(self, index: int, file: int) -> SourceError:
-        store = self._groups
-        first, last = int(store.file_starts[file]), int(store.file_starts[file + 1]) - 1
-        return record_error(
-            self.name,
+        store = self._store
+        return self._record_error(
             index,
-            store.files[file],
-            f"{store.damaged[file]} (the file holds records {first} to {last})",
+            file,
+            f"{store.damaged[file]} (the file holds {span(store.file_starts, file)})",
             "Every file needs the selected columns with the first file's types: re-write the "
             "file with them, select other columns with columns=, or pass on_error='skip' to "
             "the Pipeline to skip its records.",
         )
 
     def _convert(self, table: Any, group: int) -> Columns:
-        store = self._groups
-        start = int(store.starts[group])
-        file = store.files[store.groups[group][0]]
-        out: Columns = {}
-        for column in store.columns:
-            try:
-                values = column_to_numpy(table.column(column))
-                want = store.declared.get(column, store.spec.get(column))
-                if want is not None:
-                    values = fit_column(values, want)
-            except RowError as error:
-                raise record_error(
-                    self.name,
-                    start + error.row,
-                    file,
-                    f"column {column!r} {error.cause}",
-                    "Fix the file, or declare the column's element_spec to match it.",
-                ) from error
-            out[column] = values
-        return out
-
-    @property
-    def files(self) -> list[str]:
-        """The files, in index order."""
-        return list(self._groups.files)
+        store = self._store
+        try:
+            return columns_to_numpy(table, store.columns, {**store.spec, **store.declared})
+        except RowError as error:
+            raise self._record_error(
+                int(store.starts[group]) + error.row,
+                store.groups[group][0],
+                error.cause,
+                "Fix the file, or declare the column's element_spec to match it.",
+            ) from error
 
     @property
     def columns(self) -> list[str]:
         """The selected columns (the record's fields)."""
-        return list(self._groups.columns)
-
-    def __len__(self) -> int:
-        return int(self._groups.starts[-1])
-
-    @property
-    def element_spec(self) -> dict[str, jax.ShapeDtypeStruct]:
-        """The shape and dtype of each field of one record (``object`` for binary/string)."""
-        return dict(self._groups.spec)
+        return list(self._store.columns)
 
     def read(self, indices: np.ndarray) -> Batch:
         """Returns the rows at ``indices``: each row group touched is read (or cached) once."""
-        indices = np.asarray(indices, dtype=np.int64)
-        self._check_indices(indices)
-        store = self._groups
-        group_of = np.searchsorted(store.starts, indices, side="right") - 1
-        offsets = indices - store.starts[group_of]
+        indices = self._checked(indices)
+        store = self._store
+        group_of, offsets = locate(store.starts, indices)
         if store.damaged:
             files = store.file_of[group_of]
             bad = np.isin(files, list(store.damaged))
