@@ -49,6 +49,12 @@ def host(batch: dict) -> dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in batch.items()}
 
 
+def first_batches(pipe: fx.Pipeline, k: int) -> list[dict[str, np.ndarray]]:
+    """The first ``k`` batches of ``iter(pipe)`` (from its cursor), as NumPy arrays."""
+    it = iter(pipe)
+    return [host(next(it)) for _ in range(k)]
+
+
 def check_skip_and_resume(
     pipeline: Callable[[], fx.Pipeline],
     *,
@@ -76,19 +82,15 @@ def check_skip_and_resume(
     assert sorted(pipe.skipped_indices) == sorted(bad)
     steps = 2 * len(batches) + 1  # crosses two epoch boundaries
 
-    def take(pipe: fx.Pipeline, k: int) -> list[dict[str, np.ndarray]]:
-        it = iter(pipe)
-        return [host(next(it)) for _ in range(k)]
-
-    reference = take(pipeline(), steps)
+    reference = first_batches(pipeline(), steps)
     for k in (1, len(batches) - 1, len(batches), len(batches) + 2):
         partial = pipeline()
-        take(partial, k)
+        first_batches(partial, k)
         saved = nnx.clone(nnx.state(partial))
         fresh = pipeline()
         nnx.update(fresh, saved)
         assert sorted(fresh.skipped_indices) == sorted(partial.skipped_indices)
-        for expected, got in zip(reference[k:], take(fresh, steps - k), strict=True):
+        for expected, got in zip(reference[k:], first_batches(fresh, steps - k), strict=True):
             assert expected.keys() == got.keys()
             for field in expected:
                 np.testing.assert_array_equal(expected[field], got[field])

@@ -2,8 +2,8 @@ import time
 
 import numpy as np
 import pytest
-from conftest import host
 from flax import nnx
+from helpers import first_batches, host
 from host_fns import BAD_INDEX, decode, dies_on_bad, fails_on_bad, raw_records, wrong_shape_on_bad
 
 import feedax as fx
@@ -28,11 +28,6 @@ def pipeline(
     )
 
 
-def stream(pipe, batches):
-    it = iter(pipe)
-    return [host(next(it)) for _ in range(batches)]
-
-
 def by_record(batches):
     return {
         (int(j), int(i)): (img.tobytes(), int(jit))
@@ -44,8 +39,8 @@ def by_record(batches):
 @pytest.mark.parametrize(("workers", "backend"), CONFIGS)
 @pytest.mark.parametrize("prefetch", [0, 3])
 def test_stream_is_the_same_for_every_worker_count_and_backend(workers, backend, prefetch):
-    expected = stream(pipeline(workers=0, prefetch=0), 12)
-    got = stream(pipeline(workers=workers, backend=backend, prefetch=prefetch), 12)
+    expected = first_batches(pipeline(workers=0, prefetch=0), 12)
+    got = first_batches(pipeline(workers=workers, backend=backend, prefetch=prefetch), 12)
     for e, g in zip(expected, got, strict=True):
         for k in e:
             np.testing.assert_array_equal(e[k], g[k], err_msg=k)
@@ -75,7 +70,7 @@ def test_host_stage_sees_eval_mode():
 @pytest.mark.parametrize(("workers", "backend"), CONFIGS)
 def test_resume_at_every_step_with_workers(workers, backend):
     total = 8
-    reference = stream(pipeline(workers=0), total)
+    reference = first_batches(pipeline(workers=0), total)
     for k in [0, 3, 5, 7]:  # 5 steps per epoch: 5 and 7 cross the boundary
         pipe = pipeline(workers=workers, backend=backend)
         it = iter(pipe)
@@ -84,7 +79,7 @@ def test_resume_at_every_step_with_workers(workers, backend):
         saved = nnx.clone(nnx.state(pipe))
         fresh = pipeline(workers=workers, backend=backend)
         nnx.update(fresh, saved)
-        for e, g in zip(reference[k:], stream(fresh, total - k), strict=True):
+        for e, g in zip(reference[k:], first_batches(fresh, total - k), strict=True):
             np.testing.assert_array_equal(e["id"], g["id"])
             np.testing.assert_array_equal(e["image"], g["image"])
 
@@ -174,6 +169,6 @@ def test_sharded_host_stage_stream_equals_unsharded(workers, backend):
         host=stage,
         sharding=NamedSharding(mesh, P("data")),
     )
-    for e, g in zip(stream(pipeline(workers=0), 7), stream(sharded, 7), strict=True):
+    for e, g in zip(first_batches(pipeline(workers=0), 7), first_batches(sharded, 7), strict=True):
         for k in e:
             np.testing.assert_array_equal(e[k], g[k], err_msg=k)

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 from flax import nnx
-from helpers import host
+from helpers import first_batches
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -34,13 +34,8 @@ def mixed(batch_size=6, weights=(5, 3, 2), shuffle=True, ops=(), image=False, **
     )
 
 
-def stream(pipe, k):
-    it = iter(pipe)
-    return [host(next(it)) for _ in range(k)]
-
-
 def test_proportions_are_exact_over_any_window():
-    batches = stream(mixed(batch_size=10), 30)
+    batches = first_batches(mixed(batch_size=10), 30)
     src = np.concatenate([b["src"] for b in batches])
     counts = np.bincount(src, minlength=3)
     np.testing.assert_array_equal(counts, [150, 90, 60])
@@ -50,7 +45,7 @@ def test_proportions_are_exact_over_any_window():
 
 
 def test_every_record_of_every_source_once_per_its_own_epoch():
-    batches = stream(mixed(batch_size=10), 30)
+    batches = first_batches(mixed(batch_size=10), 30)
     src = np.concatenate([b["src"] for b in batches])
     idx = np.concatenate([b["i"] for b in batches])
     for s, n in enumerate(SIZES):
@@ -63,7 +58,7 @@ def test_every_record_of_every_source_once_per_its_own_epoch():
 
 
 def test_without_shuffle_each_source_is_read_in_order():
-    batches = stream(mixed(batch_size=10, shuffle=False), 6)
+    batches = first_batches(mixed(batch_size=10, shuffle=False), 6)
     src = np.concatenate([b["src"] for b in batches])
     idx = np.concatenate([b["i"] for b in batches])
     seen = idx[src == 0]
@@ -71,13 +66,13 @@ def test_without_shuffle_each_source_is_read_in_order():
 
 
 def test_resume_at_every_step():
-    reference = stream(mixed(), 14)
+    reference = first_batches(mixed(), 14)
     for k in range(14):
         pipe = mixed()
-        stream(pipe, k)
+        first_batches(pipe, k)
         fresh = mixed()
         nnx.update(fresh, nnx.clone(nnx.state(pipe)))
-        for e, g in zip(reference[k:], stream(fresh, 14 - k), strict=True):
+        for e, g in zip(reference[k:], first_batches(fresh, 14 - k), strict=True):
             np.testing.assert_array_equal(e["src"], g["src"])
             np.testing.assert_array_equal(e["i"], g["i"])
 
@@ -91,7 +86,7 @@ def test_keys_distinguish_sources_and_source_epochs_and_ignore_batch_size():
             shuffle=False,
         )
         out = {}
-        for b in stream(pipe, 120 // batch_size):
+        for b in first_batches(pipe, 120 // batch_size):
             for s, i, img in zip(b["src"], b["i"], b["image"], strict=True):
                 out.setdefault((int(s), int(i)), []).append(img.tobytes())
         return out
@@ -106,8 +101,8 @@ def test_keys_distinguish_sources_and_source_epochs_and_ignore_batch_size():
 
 def test_sharded_mix_equals_unsharded():
     mesh = jax.make_mesh((2,), ("data",), devices=jax.devices()[:2])
-    sharded = stream(mixed(sharding=NamedSharding(mesh, P("data"))), 8)
-    for e, g in zip(stream(mixed(), 8), sharded, strict=True):
+    sharded = first_batches(mixed(sharding=NamedSharding(mesh, P("data"))), 8)
+    for e, g in zip(first_batches(mixed(), 8), sharded, strict=True):
         np.testing.assert_array_equal(e["i"], g["i"])
         np.testing.assert_array_equal(e["src"], g["src"])
 

@@ -4,16 +4,11 @@ import jax
 import numpy as np
 import pytest
 from flax import nnx
-from helpers import host, make_pipeline
+from helpers import first_batches, make_pipeline
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import feedax as fx
-
-
-def take(pipe, k):
-    it = iter(pipe)
-    return [host(next(it)) for _ in range(k)]
 
 
 def assert_same(a, b):
@@ -29,15 +24,18 @@ def assert_same(a, b):
 def test_on_device_stream_equals_the_host_stream(shuffle, drop_remainder):
     kw = dict(n=45, batch_size=8, shuffle=shuffle, drop_remainder=drop_remainder)
     steps = 3 * make_pipeline(**kw).steps_per_epoch  # three epochs
-    assert_same(take(make_pipeline(**kw), steps), take(make_pipeline(**kw, on_device=True), steps))
+    assert_same(
+        first_batches(make_pipeline(**kw), steps),
+        first_batches(make_pipeline(**kw, on_device=True), steps),
+    )
 
 
 @pytest.mark.parametrize("devices", [2, 8])
 def test_on_device_sharded_equals_unsharded(devices):
     mesh = jax.make_mesh((devices,), ("data",), devices=jax.devices()[:devices])
     sharding = NamedSharding(mesh, P("data"))
-    sharded = take(make_pipeline(40, batch_size=8, on_device=True, sharding=sharding), 7)
-    assert_same(take(make_pipeline(40, batch_size=8), 7), sharded)
+    sharded = first_batches(make_pipeline(40, batch_size=8, on_device=True, sharding=sharding), 7)
+    assert_same(first_batches(make_pipeline(40, batch_size=8), 7), sharded)
     pipe = make_pipeline(40, batch_size=8, on_device=True, sharding=sharding)
     batch = next(iter(pipe))
     assert batch["image"].sharding.is_equivalent_to(sharding, 4)
@@ -45,7 +43,7 @@ def test_on_device_sharded_equals_unsharded(devices):
 
 
 def test_on_device_resumes_at_every_step():
-    reference = take(make_pipeline(30, batch_size=8, on_device=True), 8)
+    reference = first_batches(make_pipeline(30, batch_size=8, on_device=True), 8)
     for k in range(8):
         pipe = make_pipeline(30, batch_size=8, on_device=True)
         it = iter(pipe)
@@ -53,7 +51,7 @@ def test_on_device_resumes_at_every_step():
             next(it)
         fresh = make_pipeline(30, batch_size=8, on_device=True)
         nnx.update(fresh, nnx.clone(nnx.state(pipe)))
-        assert_same(reference[k:], take(fresh, 8 - k))
+        assert_same(reference[k:], first_batches(fresh, 8 - k))
 
 
 def test_on_device_data_is_not_state():

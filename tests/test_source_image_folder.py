@@ -3,6 +3,7 @@ import pickle
 
 import numpy as np
 import pytest
+from helpers import first_batches, host
 from PIL import Image
 
 import feedax as fx
@@ -121,7 +122,7 @@ def test_skip_policy_leaves_out_a_corrupt_image(tmp_path):
         on_error="skip",
         max_skip_fraction=0.2,
     )
-    batches = [{k: np.asarray(v) for k, v in b.items()} for b in pipe.epoch()]
+    batches = [host(b) for b in pipe.epoch()]
     values = np.concatenate([b["image"][b["valid"], 0, 0, 0] for b in batches])
     assert sorted(values.tolist()) == [0, 1, 2, 3, 4, 5, 7]
     assert list(pipe.skipped_indices) == [6]
@@ -146,25 +147,21 @@ def test_skip_policy_with_a_corrupt_jpeg_and_an_empty_file_resumes_on_the_same_s
             max_skip_fraction=0.1,
         )
 
-    def take(pipe, k):
-        it = iter(pipe)
-        return [{key: np.asarray(v) for key, v in next(it).items()} for _ in range(k)]
-
     pipe = pipeline()
-    batches = [{k: np.asarray(v) for k, v in b.items()} for b in pipe.epoch()]
+    batches = [host(b) for b in pipe.epoch()]
     assert len(batches) == 18 // 4 and all(len(b["label"]) == 4 for b in batches)
     source = fx.ImageFolderSource(tmp_path)
     paths = source.read(np.arange(len(source)))["path"]
     bad = sorted(i for i, p in enumerate(paths) if p.endswith(("05.jpg", "12.jpg")))
     assert sorted(pipe.skipped_indices) == bad
 
-    reference = take(pipeline(), 9)  # crosses an epoch boundary (4 batches per epoch)
+    reference = first_batches(pipeline(), 9)  # crosses an epoch boundary (4 batches per epoch)
     for k in (1, 3, 4, 6):
         partial = pipeline()
-        take(partial, k)
+        first_batches(partial, k)
         fresh = pipeline()
         nnx.update(fresh, nnx.clone(nnx.state(partial)))
         assert sorted(fresh.skipped_indices) == sorted(partial.skipped_indices)
-        for e, g in zip(reference[k:], take(fresh, 9 - k), strict=True):
+        for e, g in zip(reference[k:], first_batches(fresh, 9 - k), strict=True):
             np.testing.assert_array_equal(e["image"], g["image"])
             np.testing.assert_array_equal(e["label"], g["label"])

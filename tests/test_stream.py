@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 from flax import nnx
-from helpers import host
+from helpers import first_batches, host
 from host_fns import decode
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -46,11 +46,6 @@ def pipeline(stream=None, *, window=8, batch_size=5, seekable=False, drop=False,
     )
 
 
-def take(pipe, k):
-    it = iter(pipe)
-    return [host(next(it)) for _ in range(k)]
-
-
 @pytest.mark.parametrize("window", [0, 1, 8, 100])
 def test_each_record_once_per_epoch(window):
     pipe = pipeline(window=window)
@@ -79,21 +74,21 @@ def test_drop_remainder_drops_the_last_partial_batch():
 
 @pytest.mark.parametrize("seekable", [True, False])
 def test_resume_at_every_step(seekable):
-    reference = take(pipeline(), 12)  # 8 batches per epoch: crosses an epoch boundary
+    reference = first_batches(pipeline(), 12)  # 8 batches per epoch: crosses an epoch boundary
     for k in range(12):
         pipe = pipeline()
-        take(pipe, k)
+        first_batches(pipe, k)
         stream = Counted()
         fresh = pipeline(stream, seekable=seekable)
         nnx.update(fresh, nnx.clone(nnx.state(pipe)))
-        for e, g in zip(reference[k:], take(fresh, 12 - k), strict=True):
+        for e, g in zip(reference[k:], first_batches(fresh, 12 - k), strict=True):
             for f in e:
                 np.testing.assert_array_equal(e[f], g[f])
 
 
 def test_seek_avoids_reading_the_head_again():
     pipe = pipeline()
-    take(pipe, 6)
+    first_batches(pipe, 6)
     saved = nnx.clone(nnx.state(pipe))
     seeking, skipping = Counted(), Counted()
     for stream, seekable in [(seeking, True), (skipping, False)]:
@@ -117,8 +112,8 @@ def test_augmentation_is_per_record_whatever_the_batch_size():
 
 def test_sharded_stream_equals_unsharded():
     mesh = jax.make_mesh((2,), ("data",), devices=jax.devices()[:2])
-    sharded = take(pipeline(batch_size=6, sharding=NamedSharding(mesh, P("data"))), 9)
-    for e, g in zip(take(pipeline(batch_size=6), 9), sharded, strict=True):
+    sharded = first_batches(pipeline(batch_size=6, sharding=NamedSharding(mesh, P("data"))), 9)
+    for e, g in zip(first_batches(pipeline(batch_size=6), 9), sharded, strict=True):
         for f in e:
             np.testing.assert_array_equal(e[f], g[f])
 

@@ -190,11 +190,6 @@ def from_unit(y: jax.Array, dtype: Any) -> jax.Array:
     return jnp.round(y * 255.0).astype(dtype)
 
 
-def to_compute(x: jax.Array) -> jax.Array:
-    """Geometry: a float version of ``x`` in its own units."""
-    return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.float32)
-
-
 def like(y: jax.Array, dtype: Any) -> jax.Array:
     """Geometry: ``y`` back in ``dtype`` (uint8 rounded and clipped to [0, 255])."""
     if jnp.issubdtype(dtype, jnp.floating):

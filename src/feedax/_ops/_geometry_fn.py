@@ -12,7 +12,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from feedax._ops._common import like, to_compute, unit_value
+from feedax._operator import to_float
+from feedax._ops._common import like, unit_value
 
 PAD_MODES = ("constant", "edge", "reflect", "symmetric")
 RESIZE_METHODS = {
@@ -146,7 +147,7 @@ def resize(
     if method == "nearest":  # PIL's rule: source pixel floor((i + 0.5) * in / out)
         return resized_crop(x, 0, 0, x.shape[0], x.shape[1], size, "nearest")
     shape = (size[0], size[1], x.shape[2])
-    out = jax.image.resize(to_compute(x), shape, RESIZE_METHODS[method], antialias=antialias)
+    out = jax.image.resize(to_float(x), shape, RESIZE_METHODS[method], antialias=antialias)
     return like(out, x.dtype)
 
 
@@ -171,7 +172,7 @@ def resized_crop(
       (2, 2, 3)
     """
     h_out, w_out = size
-    xf = to_compute(x)
+    xf = to_float(x)
     height = jnp.asarray(height, jnp.float32)
     width = jnp.asarray(width, jnp.float32)
     top = jnp.asarray(top, jnp.float32)
@@ -258,7 +259,7 @@ def warp_affine(
     if interpolation == "nearest":
         xi = jnp.clip(jnp.floor(xin).astype(jnp.int32), 0, width - 1)
         yi = jnp.clip(jnp.floor(yin).astype(jnp.int32), 0, height - 1)
-        out = to_compute(x[yi, xi])
+        out = to_float(x[yi, xi])
     else:
         u, v = xin - 0.5, yin - 0.5
         x0, y0 = jnp.floor(u), jnp.floor(v)
@@ -267,7 +268,7 @@ def warp_affine(
         x1i = jnp.clip(x0.astype(jnp.int32) + 1, 0, width - 1)
         y0i = jnp.clip(y0.astype(jnp.int32), 0, height - 1)
         y1i = jnp.clip(y0.astype(jnp.int32) + 1, 0, height - 1)
-        xf = to_compute(x)
+        xf = to_float(x)
         row0 = xf[y0i, x0i] * (1 - dx) + xf[y0i, x1i] * dx
         row1 = xf[y1i, x0i] * (1 - dx) + xf[y1i, x1i] * dx
         out = row0 * (1 - dy) + row1 * dy

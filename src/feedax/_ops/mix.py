@@ -18,8 +18,8 @@ from flax import nnx
 
 from feedax._context import RecordContext
 from feedax._errors import OperatorError
-from feedax._operator import BatchOperator, Record
-from feedax._ops._common import below, check_number, like, to_compute
+from feedax._operator import BatchOperator, Record, to_float
+from feedax._ops._common import below, check_number, like
 
 
 def mixup(x: jax.Array, other: jax.Array, lam: Any) -> jax.Array:
@@ -30,7 +30,7 @@ def mixup(x: jax.Array, other: jax.Array, lam: Any) -> jax.Array:
       >>> mixup(jnp.array([0, 100], jnp.uint8), jnp.array([200, 0], jnp.uint8), 0.25).tolist()
       [150, 25]
     """
-    return like(lam * to_compute(x) + (1.0 - lam) * to_compute(other), x.dtype)
+    return like(lam * to_float(x) + (1.0 - lam) * to_float(other), x.dtype)
 
 
 GAMMA_TRIES = 16
