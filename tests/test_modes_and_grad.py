@@ -145,7 +145,7 @@ class _ReverseBatch(fx.BatchOperator):
     def __init__(self):
         self.calls = nnx.BatchStat(jnp.zeros((), jnp.int32))
 
-    def __call__(self, batch, ctx):
+    def transform(self, batch, ctx):
         assert ctx.index.shape == (len(batch["image"]),)
         self.calls[...] = self.calls[...] + 1
         return {**batch, "image": batch["image"][::-1]}

@@ -11,8 +11,15 @@ from feedax._errors import (
     SourceError,
     StateMismatchError,
 )
+from feedax._filter import Filter
 from feedax._host import HostContext, HostMap
-from feedax._operator import BatchOperator, Operator, RandomOperator
+from feedax._operator import (
+    BatchOperator,
+    Operator,
+    RandomBatchOperator,
+    RandomOperator,
+    SpatialOperator,
+)
 from feedax._ops import functional
 from feedax._ops.affine import RandomAffine, RandomRotation
 from feedax._ops.color import BrightnessContrast
@@ -55,7 +62,7 @@ from feedax._sources import (
     write_array_record,
 )
 from feedax._sources.mix import Mix
-from feedax._state import Cursor, Signature
+from feedax._state import Cursor, MixSchedule, Signature
 from feedax._stream import StreamSource
 
 __version__ = "0.1.0"
@@ -78,6 +85,7 @@ __all__ = [
     "EpochOrder",
     "Equalize",
     "FeedaxError",
+    "Filter",
     "GaussianBlur",
     "GaussianNoise",
     "Grayscale",
@@ -91,6 +99,7 @@ __all__ = [
     "LabelSmoothing",
     "MixUp",
     "Mix",
+    "MixSchedule",
     "Normalize",
     "NpySource",
     "OneHot",
@@ -105,6 +114,7 @@ __all__ = [
     "Profile",
     "RandAugment",
     "RandomAffine",
+    "RandomBatchOperator",
     "RandomApply",
     "RandomChoice",
     "RandomCrop",
@@ -125,6 +135,7 @@ __all__ = [
     "Solarize",
     "Source",
     "SourceError",
+    "SpatialOperator",
     "StateMismatchError",
     "StreamSource",
     "ToFloat",

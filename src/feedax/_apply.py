@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal, cast
 
 import jax
 import jax.numpy as jnp
@@ -52,6 +52,40 @@ def apply_batch(
         else:
             batch = _vmap_run(nnx.List(run), batch, epoch, indices, valid)  # type: ignore[arg-type]
     return batch, nnx.state(operators)
+
+
+def traced_spec(
+    operators: nnx.List[AnyOperator],
+    spec: dict[str, jax.ShapeDtypeStruct],
+    batch_size: int,
+    *,
+    mode: Literal["current", "train", "eval"] = "current",
+) -> dict[str, jax.ShapeDtypeStruct]:
+    """The shapes and dtypes of a batch of ``spec`` records after the operators.
+
+    Traced only (nothing runs); ``mode`` ``"train"`` / ``"eval"`` traces a copy switched
+    to that mode, leaving the operators as they are. Raises what the operators raise for
+    records they cannot handle.
+    """
+    b = batch_size
+    batch = {
+        k: jax.ShapeDtypeStruct((b, *v.shape), jax.dtypes.canonicalize_dtype(v.dtype))
+        for k, v in spec.items()
+    }
+    graphdef, state = nnx.split(operators)
+
+    def run(state: nnx.State, batch: Batch, index: jax.Array, valid: jax.Array) -> Batch:
+        ops = nnx.merge(graphdef, state)
+        if mode == "train":
+            ops.train()
+        elif mode == "eval":
+            ops.eval()
+        out, _ = apply_batch(*nnx.split(ops), batch, jnp.int32(0), index, valid)
+        return out
+
+    index = jax.ShapeDtypeStruct((b,), jnp.int32)
+    valid = jax.ShapeDtypeStruct((b,), jnp.bool_)
+    return cast(dict[str, jax.ShapeDtypeStruct], jax.eval_shape(run, state, batch, index, valid))
 
 
 def _vmap_run(
@@ -165,7 +199,8 @@ def _gather_apply_jit(
     n, batch_size, sharding, shuffle = layout.extra
     positions = start.astype(jnp.uint32) + jnp.arange(batch_size, dtype=jnp.uint32)
     valid = positions < n
-    positions = jnp.where(valid, positions, positions % jnp.uint32(n))
+    # Padding rows repeat row 0's record, as on the host (see feedax._plan).
+    positions = jnp.where(valid, positions, start.astype(jnp.uint32))
     indices = (permute(jnp, positions, keys, n) if shuffle else positions).astype(jnp.int32)
     batch = {k: jnp.take(v, indices, axis=0) for k, v in columns.items()}
     if sharding is not None:

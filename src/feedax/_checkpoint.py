@@ -8,6 +8,8 @@ from typing import Any
 import jax
 from flax import nnx
 
+from feedax._errors import StateMismatchError
+
 
 def _checkpointer() -> Any:
     import orbax.checkpoint as ocp  # deferred: orbax is slow to import
@@ -45,6 +47,8 @@ def restore(directory: str | os.PathLike[str], /, **modules: Any) -> None:
     Build the modules exactly as for the run that saved them (same source, operators,
     model architecture); their current state gives the shapes to restore into. After
     this, iterating the pipeline yields exactly the batches the saved run would have.
+    A pipeline whose checkpoint came from a different pipeline raises
+    :class:`feedax.StateMismatchError` naming what differs, and nothing is loaded.
 
     Args:
       directory: the checkpoint written by :func:`save`.
@@ -54,11 +58,54 @@ def restore(directory: str | os.PathLike[str], /, **modules: Any) -> None:
         raise ValueError("checkpoint.restore: nothing to restore; pass e.g. pipeline=pipe.")
     import orbax.checkpoint as ocp
 
-    target = {name: nnx.state(module) for name, module in modules.items()}
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
     path = os.path.abspath(directory)
     if not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint.restore: no checkpoint at {path!r}.")
-    restored = _checkpointer().restore(path, abstract)
+    target = {name: nnx.state(module) for name, module in modules.items()}
+    checkpointer = _checkpointer()
+    saved = checkpointer.metadata(path).item_metadata.tree
+    for name, module in modules.items():
+        _same_structure(name, module, target[name], saved)
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+    restored = checkpointer.restore(path, abstract)
     for name, module in modules.items():
         nnx.update(module, restored[name])
+
+
+def _paths(tree: Any) -> set[str]:
+    """The leaves' paths, as ``"operators.0.stream_key"`` (a Variable's value is its path)."""
+    leaves = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: x is None)[0]
+    paths = set()
+    for path, _ in leaves:
+        keys = [str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path]
+        paths.add(".".join(k for k in keys if k not in ("", "value")))
+    return paths
+
+
+def _same_structure(name: str, module: Any, state: Any, saved: Any) -> None:
+    """Raises, naming the differing entries, unless ``saved[name]`` has ``state``'s form."""
+    from feedax._pipeline import Pipeline
+
+    if name not in saved:
+        raise ValueError(
+            f"checkpoint.restore: the checkpoint holds no {name!r}; it holds {sorted(saved)}. "
+            "Pass the modules under the keywords they were saved with."
+        )
+    mine = _paths(state)
+    theirs = _paths(saved[name])
+    if mine == theirs:
+        return
+    detail = (
+        f"only in the checkpoint: {sorted(theirs - mine)[:6]}; only in {name!r}: "
+        f"{sorted(mine - theirs)[:6]}"
+    )
+    if isinstance(module, Pipeline):
+        raise StateMismatchError(
+            f"checkpoint.restore: the checkpoint's {name!r} was saved by a different pipeline "
+            f"(its state has other entries: {detail}), e.g. other operators or on_error. "
+            "Restore it into a pipeline built like the one that saved it."
+        )
+    raise ValueError(
+        f"checkpoint.restore: the checkpoint's {name!r} has another structure than the module "
+        f"given ({detail}). Build it as in the run that saved it."
+    )

@@ -1,98 +1,133 @@
-"""The pipeline's device step, and compiling it ahead, while the data is uploaded."""
+"""The device step: a loaded step's records through the fused operators, one XLA call."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jax
 import numpy as np
 from flax import nnx
 
-from feedax._apply import BoundOperators
-from feedax._feed import replicated
+from feedax._apply import AnyOperator, BoundOperators
 from feedax._order import round_keys
-
-if TYPE_CHECKING:
-    from feedax._pipeline import Pipeline
+from feedax._placement import DeviceData, replicated
+from feedax._step import Loaded
 
 Batch = dict[str, jax.Array]
 VALID = "valid"
-"""The name of the padding mask field added when ``drop_remainder=False``."""
+"""The name of the padding mask field of pipelines that may pad a batch."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Gather:
+    """What the device needs to order and gather batches of data it holds itself.
+
+    Attributes:
+      data: the columns on the device.
+      n: records.
+      batch_size: the global batch.
+      shuffle: whether the order is shuffled.
+      seed: the order's seed.
+      sharding: the batch's (all-``Auto``) sharding, or None.
+    """
+
+    data: DeviceData
+    n: int
+    batch_size: int
+    shuffle: bool
+    seed: int
+    sharding: jax.sharding.Sharding | None
+
+    @property
+    def layout(self) -> dict[str, Any]:
+        """The static layout of the program (see ``BoundOperators.gathering``)."""
+        return {
+            "n": self.n,
+            "batch_size": self.batch_size,
+            "sharding": self.sharding,
+            "shuffle": self.shuffle,
+        }
 
 
 class DeviceStep:
-    """The device step of one iteration: the fused operators, with their graph cached."""
+    """The device step of one iteration, for one mode: the operators' graph is bound once.
 
-    def __init__(self, pipe: Pipeline):
-        self.pipe = pipe
-        self.version = -1
-        self.call: Any = None
-        self.gathered: Any = None
+    Args:
+      operators: the pipeline's operators (their state is read and written in place).
+      gather: for data on the device; None when batches arrive loaded.
+      with_valid: add the padding mask as the field ``"valid"``.
+      sharding: the user's sharding of the batch (None: uncommitted).
+      device_sharding: its all-``Auto`` twin, which the program runs on.
+    """
 
-    def __call__(self, epoch: int, arrays: dict[str, Any]) -> Batch:
-        pipe = self.pipe
-        if self.version != pipe._mode_version:
-            # Traversing the graph once saves about a millisecond per batch; a mode change
-            # (train/eval) changes the graph, so it is traversed again.
-            self.call = BoundOperators(pipe.operators, donate=True)
-            self.version = pipe._mode_version
-            if pipe._device_data is not None:
-                if pipe._ahead is not None:
-                    pipe._ahead.wait()  # the same program: compile it once
-                self.gathered = self.call.gathering(**gather_layout(pipe))
+    def __init__(
+        self,
+        operators: nnx.List[AnyOperator],
+        *,
+        gather: Gather | None,
+        with_valid: bool,
+        sharding: jax.sharding.Sharding | None,
+        device_sharding: jax.sharding.Sharding | None,
+    ):
+        self.call = BoundOperators(operators, donate=True)
+        self.gather = gather
+        self.gathered = None if gather is None else self.call.gathering(**gather.layout)
+        self.with_valid = with_valid
+        self.relabel = sharding if sharding is not device_sharding else None
+        self._keys: tuple[int, np.ndarray] = (-1, np.zeros(0, np.uint32))
+
+    def __call__(self, loaded: Loaded) -> Batch:
+        """The batch of ``loaded``, with the operators applied."""
+        step = loaded.step
         if self.gathered is not None:
+            assert self.gather is not None
+            if self._keys[0] != step.epoch:
+                self._keys = (step.epoch, round_keys(self.gather.seed, step.epoch))
             out, valid = self.gathered(
-                pipe._device_data.columns,  # type: ignore[union-attr]
-                arrays["__keys"],
-                arrays["__start"],
-                np.int32(epoch),
+                self.gather.data.columns, self._keys[1], step.start, np.int32(step.epoch)
             )
         else:
-            indices, valid = arrays.pop("__index"), arrays.pop("__valid")
-            epochs = arrays.pop("__epoch", np.int32(epoch))
-            out = self.call(arrays, epochs, indices, valid)
-        if not pipe.drop_remainder:
+            epochs = np.int32(step.epoch) if loaded.epochs is None else loaded.epochs
+            valid = loaded.valid
+            out = self.call(dict(loaded.fields), epochs, loaded.index, valid)
+        if self.with_valid:
             out[VALID] = valid
-        if pipe.sharding is not None and pipe._device_sharding is not pipe.sharding:
-            out = jax.device_put(out, pipe.sharding)  # same layout: re-labels, copies nothing
+        if self.relabel is not None:
+            out = jax.device_put(out, self.relabel)  # same layout: re-labels, copies nothing
         return out
 
 
-def gather_layout(pipe: Pipeline) -> dict[str, Any]:
-    """The static layout of a pipeline's on-device step (see ``BoundOperators.gathering``)."""
-    return {
-        "n": len(pipe.source),
-        "batch_size": pipe.batch_size,
-        "sharding": pipe._device_sharding,
-        "shuffle": pipe.shuffle,
-    }
-
-
 class CompileAhead:
-    """Compiles a pipeline's on-device step in a background thread.
+    """Compiles an on-device pipeline's step in a background thread.
 
     It is traced in the caller's thread, so a record or operator that does not fit raises
     when the pipeline is built; XLA then compiles while the caller goes on (uploading the
     data, building a model). The first batch waits for it and finds the program compiled.
     """
 
-    def __init__(self, pipe: Pipeline, spec: dict[str, jax.ShapeDtypeStruct], n: int):
-        sharding = pipe._device_sharding
+    def __init__(
+        self,
+        operators: nnx.List[AnyOperator],
+        gather: Gather,
+        spec: dict[str, jax.ShapeDtypeStruct],
+    ):
+        sharding = gather.sharding
         if isinstance(sharding, jax.sharding.NamedSharding):
             sharding = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
         columns = {
             k: jax.ShapeDtypeStruct(
-                (n, *v.shape), jax.dtypes.canonicalize_dtype(v.dtype), sharding=sharding
+                (gather.n, *v.shape), jax.dtypes.canonicalize_dtype(v.dtype), sharding=sharding
             )
             for k, v in spec.items()
         }
         # Exactly the arguments of the first batch (same shapes, placements, static layout),
         # so the first call finds this program in JAX's cache.
-        state = replicated(pipe._device_sharding, nnx.state(pipe.operators))
-        traced = BoundOperators(pipe.operators).trace_gathering(
-            jax.tree.leaves(state), columns, round_keys(pipe.seed, 0), **gather_layout(pipe)
+        state = replicated(gather.sharding, nnx.state(operators))
+        traced = BoundOperators(operators).trace_gathering(
+            jax.tree.leaves(state), columns, round_keys(gather.seed, 0), **gather.layout
         )
         # Not a daemon: the interpreter waits for it at exit instead of killing it in XLA.
         self._thread = threading.Thread(target=self._compile, args=(traced,), name="feedax-compile")

@@ -1,29 +1,34 @@
-"""The pipeline: source, order, operators, batching, sharding and the cursor, as one module."""
+"""The pipeline: plan -> read -> host stage -> one device step, and the cursor, as one module."""
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Generator, Iterator, Sequence
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from feedax._apply import AnyOperator, apply_batch, apply_operators
-from feedax._device_step import VALID, CompileAhead, DeviceStep
+from feedax._apply import AnyOperator, apply_operators, traced_spec
+from feedax._device_step import VALID, CompileAhead, DeviceStep, Gather
 from feedax._errors import PipelineError, StateMismatchError
-from feedax._feed import DeviceData, Feed, auto_axes, local_rows, replicated
+from feedax._feed import Feed, build_feed, plan_of
+from feedax._filter import Filter
 from feedax._host import HostMap
-from feedax._operator import BatchOperator, Operator
+from feedax._modes import claim, mode_holders, mode_of
+from feedax._placement import DeviceData, auto_axes, local_rows, replicated
+from feedax._plan import RowPlan
 from feedax._prefetch import Prefetcher
 from feedax._profile import Profile, StageTimes
-from feedax._skip import Planned, SkipLog, record_skips
+from feedax._read import Placement
+from feedax._skip import SkipLog, record_skips
 from feedax._source import Source
-from feedax._state import Cursor, Signature
+from feedax._sources.mix import Mix
+from feedax._state import Cursor, MixSchedule, Signature, operator_fingerprint, signature
+from feedax._step import Position
 from feedax._stream import StreamSource
+from feedax._validate import check_arguments, check_eval_shape, check_records
 
 Batch = dict[str, jax.Array]
 
@@ -32,26 +37,29 @@ class Pipeline(nnx.Module):
     """Batches of augmented records from a source, in an exact, resumable order.
 
     Each epoch visits every record exactly once, in a keyed permutation of ``(seed,
-    epoch)`` (or in index order without ``shuffle``). Operators run on the device, vmapped
-    over the batch and fused into one jitted function, compiled once per mode. All that
-    is needed to continue is in ``nnx.state(pipeline)``: the cursor (epoch, position), the
-    operators' RNG keys, running statistics and parameters; never the data.
+    epoch)`` (or in index order without ``shuffle``). A batch travels one path: the
+    *plan* decides which records form its rows (the order, a mixture's schedule, a
+    filter), the *reader* reads this process's rows (through the *host stage*, if any),
+    and one jitted *device step* applies the operators, vmapped over the batch. All that
+    is needed to continue is in ``nnx.state(pipeline)``: the cursor (epoch, step,
+    position), the operators' RNG keys, running statistics and parameters; never the data.
 
     Iterating:
       * ``pipe.epoch()`` yields the rest of the current epoch, from the cursor.
       * ``iter(pipe)`` is an endless stream across epochs.
       The cursor advances as each batch is handed over (not when it is prefetched), so a
       state taken after receiving batch ``k`` resumes at batch ``k + 1``. Loading a state
-      with ``nnx.update`` redirects even an iteration in progress.
+      with ``nnx.update`` (or switching a mode) redirects even an iteration in progress.
 
-    Modes: ``pipe.train()`` / ``pipe.eval()`` (NNX) switch every operator it holds; in eval
-    mode random operators are the identity and running statistics are frozen. Operators
-    are shared by reference, so two pipelines built on the same operator objects share
-    their mode and statistics too.
+    Modes: ``pipe.train()`` / ``pipe.eval()`` (NNX). In eval mode random operators are the
+    identity (random crops and resizes take their central window) and running statistics
+    are frozen; batches keep their train shape. The pipeline owns its operators: building
+    a second pipeline on operators another one holds raises (give it copies).
 
-    Batches are dicts of ``jax.Array`` with one shape for the whole run. With
-    ``drop_remainder=False`` the last batch of an epoch is padded and a boolean ``"valid"``
-    field marks the real records.
+    Batches are dicts of ``jax.Array`` with one shape for the whole run. The remainder of
+    an epoch (the last, partial batch): by default (``drop_remainder=None``) it is dropped
+    in train mode and padded in eval mode, so an evaluation covers every record; a
+    pipeline that may pad adds a boolean ``"valid"`` field marking the real records.
 
     Args:
       source: where records come from.
@@ -59,11 +67,14 @@ class Pipeline(nnx.Module):
       batch_size: records per batch, summed over all processes and devices.
       shuffle: visit records in a new pseudo-random order each epoch.
       seed: the seed of the order.
-      drop_remainder: drop the last incomplete batch of each epoch (else pad and mask).
+      drop_remainder: None (default): drop the last partial batch of an epoch in train
+        mode, pad it in eval mode; True: always drop; False: always pad.
       sharding: where batches go, e.g. ``NamedSharding(mesh, P("data"))``; it splits the
         batch (first) axis. Default: the default device, uncommitted (as ``jax.device_put``).
       host: per-record host work (decode, tokenize) run in parallel workers before the
         operators; see :class:`HostMap`.
+      filter: keep only the records whose metadata satisfy a predicate, decided when
+        planning; see :class:`Filter`.
       prefetch: batches read and transferred ahead in a background thread (0: none); the
         host stage also keeps this many batches in flight in its workers. Data kept on the
         device (``ArraySource(on_device=True)``) has nothing to read ahead: each batch is
@@ -86,151 +97,127 @@ class Pipeline(nnx.Module):
       ...                    shuffle=True, seed=0)
       >>> [b["label"].shape for b in pipe.epoch()]
       [(4,), (4,)]
+      >>> pipe.eval()
+      >>> [int(b["valid"].sum()) for b in pipe.epoch()]  # eval covers every record
+      [4, 4, 2]
     """
 
     def __init__(
         self,
-        source: Source,
+        source: Source | StreamSource,
         operators: Sequence[AnyOperator] = (),
         *,
         batch_size: int,
         shuffle: bool = False,
         seed: int = 0,
-        drop_remainder: bool = True,
+        drop_remainder: bool | None = None,
         sharding: jax.sharding.Sharding | None = None,
         host: HostMap | None = None,
+        filter: Filter | None = None,
         prefetch: int = 2,
         on_error: Literal["raise", "skip"] = "raise",
         max_skip_fraction: float = 0.01,
         shuffle_window: int = 0,
     ):
-        if not isinstance(source, Source | StreamSource):
-            raise PipelineError(
-                f"Pipeline: source must be a feedax Source (e.g. fx.ArraySource) or "
-                f"StreamSource, got {type(source).__name__}."
-            )
-        streaming = isinstance(source, StreamSource)
-        _check_stream_options(source, streaming, shuffle, shuffle_window, on_error, host)
-        operators = list(operators)
-        for i, op in enumerate(operators):
-            if not isinstance(op, Operator | BatchOperator):
-                raise PipelineError(
-                    f"Pipeline: operators[{i}] must be a feedax Operator or BatchOperator, got "
-                    f"{type(op).__name__}. Subclass fx.Operator to write your own."
-                )
-        n = -1 if streaming else len(source)
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise PipelineError(f"Pipeline: batch_size must be an int >= 1, got {batch_size!r}.")
-        if drop_remainder and not streaming and batch_size > n:
-            raise PipelineError(
-                f"Pipeline: batch_size={batch_size} is larger than the source {source.name!r} "
-                f"({n} records) with drop_remainder=True, so no batch would ever be produced. "
-                "Use batch_size <= the source length, or drop_remainder=False to pad the last "
-                "batch (padding is marked by the 'valid' field)."
-            )
-        if not isinstance(prefetch, int) or prefetch < 0:
-            raise PipelineError(f"Pipeline: prefetch must be an int >= 0, got {prefetch!r}.")
-        if on_error not in ("raise", "skip"):
-            raise PipelineError(f"Pipeline: on_error must be 'raise' or 'skip', got {on_error!r}.")
-        if not 0.0 < max_skip_fraction <= 1.0:
-            raise PipelineError(
-                f"Pipeline: max_skip_fraction must lie in (0, 1], got {max_skip_fraction!r}."
-            )
-        on_device = not streaming and source.on_device
-        if on_error == "skip" and (jax.process_count() > 1 or on_device):
-            raise PipelineError(
-                "Pipeline: on_error='skip' needs a single process reading from the host (which "
-                "records are skipped decides the batches); use on_error='raise' with several "
-                "processes or an on_device source."
-            )
-        if host is not None and not isinstance(host, HostMap):
-            raise PipelineError(
-                f"Pipeline: host must be an fx.HostMap, got {type(host).__name__}. Wrap your "
-                "function: host=fx.HostMap(fn)."
-            )
-        spec = source.element_spec if host is None else host.output_spec(source)
-        if host is None:
-            _check_device_ready(source, spec)
-        if not drop_remainder and VALID in spec:
-            raise PipelineError(
-                f"Pipeline: the records have a field named {VALID!r}, which the pipeline adds as "
-                "the padding mask when drop_remainder=False. Rename the source field."
-            )
-        self.source = source
-        self.host = host
-        self.operators = nnx.List(operators)
-        self._input_spec = tuple(spec.items())
-        self.batch_size = batch_size
-        self.shuffle = bool(shuffle)
-        self.seed = int(seed)
-        self.drop_remainder = bool(drop_remainder)
-        self.prefetch = prefetch
-        self.shuffle_window = shuffle_window
-        self.on_error = on_error
-        self.max_skip_fraction = float(max_skip_fraction)
-        if sharding is not None and not isinstance(
-            sharding, jax.sharding.NamedSharding | jax.sharding.SingleDeviceSharding
-        ):
-            raise PipelineError(
-                f"Pipeline: sharding must be a NamedSharding (or SingleDeviceSharding), got "
-                f"{type(sharding).__name__}. Use NamedSharding(mesh, PartitionSpec('data'))."
-            )
+        options = locals()
+        del options["self"], options["source"], options["operators"]
+        check_arguments(source, _as_list(operators), **options)
+        self.source, self.host, self.filter = source, host, filter
+        self.operators = nnx.List(_as_list(operators))
+        claim(self, [(f"operators[{i}]", op) for i, op in enumerate(self.operators)])
+        self.batch_size, self.shuffle, self.seed = batch_size, bool(shuffle), int(seed)
+        self.drop_remainder, self.prefetch, self.on_error = drop_remainder, prefetch, on_error
+        self.max_skip_fraction, self.shuffle_window = float(max_skip_fraction), shuffle_window
         self.sharding = sharding
         self._device_sharding = None if sharding is None else auto_axes(sharding)
-        self._rows = (0, batch_size) if sharding is None else local_rows(sharding, batch_size)
-        self._signature = _signature(
-            source, spec, host, self.operators, self.seed, self.shuffle, on_error
-        )
-        if on_error == "skip":
-            capacity = int(max_skip_fraction * n)
-            self.skipped = SkipLog(np.full(capacity, -1, np.int64))
-        on_device = on_device and host is None
-        if on_device and jax.process_count() > 1:
-            raise PipelineError(
-                f"Pipeline: source {source.name!r} keeps its data on the device (on_device=True), "
-                "which is supported in a single process only. Use on_device=False on several "
-                "hosts: each then reads only its own rows."
-            )
-        self._mode_version = 0
-        self.cursor = Cursor(np.zeros(2, np.int64))
-        self.signature = Signature(np.asarray(self._signature, np.int64))
-        self._ahead: CompileAhead | None = None
-        self._device_data: DeviceData | None = None
-        if on_device:
-            # Traced now (bad records fail here), compiled while the data is uploaded.
-            self._ahead = CompileAhead(self, dict(spec), n)
-            columns = cast(dict[str, jax.Array], source.device_columns)
-            self._device_data = DeviceData(columns, self._device_sharding)
-        else:
-            self.output_spec  # noqa: B018  (traces the operators now, so bad records fail here)
+        rows = (0, batch_size) if sharding is None else local_rows(sharding, batch_size)
+        self._placement = Placement(batch_size, rows, self._device_sharding)
+        spec = source.element_spec if host is None else host.output_spec(source)
+        check_records(source, spec, host, may_pad=drop_remainder is not True)
+        self._input_spec = tuple(spec.items())
+        self.deterministic = False  # the pipeline's own mode, set by train() / eval()
+        self._holders = _Holders([self.operators, *([host] if host else [])])
+        self.cursor = Cursor(np.zeros(3, np.int64))
+        self.blueprint = Signature(signature(self._components(spec)))
+        if isinstance(source, Mix):
+            self.mixture = MixSchedule(source.schedule(self._delivered(self._drops())))
+        if on_error == "skip" and isinstance(source, Source):
+            self.skipped = SkipLog(np.full(int(max_skip_fraction * len(source)), -1, np.int64))
+        check_eval_shape(self.operators, spec, batch_size)  # traces: bad records fail here
+        self._gather = self._start_gathering(spec)
+
+    def _start_gathering(self, spec: dict[str, jax.ShapeDtypeStruct]) -> _Gathering | None:
+        """For on-device data: compile the step now, in the background, as the data uploads."""
+        source = self.source
+        if not isinstance(source, Source) or not source.on_device or self.host is not None:
+            return None
+        columns = source.device_columns
+        assert columns is not None
+        # The upload is lazy (the first read of device_columns' arrays), so it overlaps XLA.
+        data = DeviceData(columns, self._device_sharding)
+        n, sharding = len(source), self._device_sharding
+        gather = Gather(data, n, self.batch_size, self.shuffle, self.seed, sharding)
+        return _Gathering(gather, CompileAhead(self.operators, gather, spec))
+
+    def _components(self, spec: dict[str, jax.ShapeDtypeStruct]) -> dict[str, Any]:
+        """What this pipeline's stream depends on (see ``feedax._state.COMPONENTS``)."""
+        source, stream = self.source, isinstance(self.source, StreamSource)
+        return {
+            "source": (type(source).__qualname__, -1 if stream else len(source)),  # type: ignore[arg-type]
+            "fields": sorted((k, v.shape, str(v.dtype)) for k, v in spec.items()),
+            "order": (self.seed, self.shuffle),
+            "batching": (self.batch_size, self.drop_remainder),
+            "host": None if self.host is None else self.host.name,
+            "operators": operator_fingerprint(self.operators),
+            "filter": None if self.filter is None else (self.filter.name, self.filter.columns),
+            "errors": (self.on_error, self.max_skip_fraction),
+            "mixture": [(s.name, len(s)) for s in source.sources]
+            if isinstance(source, Mix)
+            else None,
+            "window": self.shuffle_window,
+        }
 
     # -- shape of the stream ---------------------------------------------------------------
 
+    def _drops(self) -> bool:
+        """Whether the last partial batch of an epoch is dropped, in the current mode."""
+        return (not self.deterministic) if self.drop_remainder is None else self.drop_remainder
+
+    def _delivered(self, drop: bool) -> int:
+        """Order positions of an epoch that batches consume (a mixture's slots per epoch)."""
+        n = len(self.source)  # type: ignore[arg-type]
+        if drop and self.filter is None:
+            return n - n % self.batch_size
+        return n
+
+    def _plan(self) -> RowPlan:
+        schedule = np.asarray(self.mixture[...]) if isinstance(self.source, Mix) else None
+        return plan_of(
+            self.source,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            shuffle=self.shuffle,
+            filter=self.filter,
+            schedule=schedule,
+            on_device=self._gather is not None,
+        )
+
     @property
     def steps_per_epoch(self) -> int:
-        """Batches in one epoch (unknown, so an error, for a stream)."""
+        """Batches in the current epoch in the current mode (an error for a stream)."""
         if isinstance(self.source, StreamSource):
             raise PipelineError(
                 f"Pipeline: the stream {self.source.name!r} has no known length, so neither has "
                 "an epoch; iterate pipe.epoch() to its end instead."
             )
-        n, b = len(self.source), self.batch_size
-        return n // b if self.drop_remainder else -(-n // b)
+        return self._plan().steps_per_epoch(self._drops(), self.position[0])
 
     @property
     def output_spec(self) -> dict[str, jax.ShapeDtypeStruct]:
-        """The shape and dtype of each field of a batch (for the current mode)."""
-        b = self.batch_size
-        batch = {
-            k: jax.ShapeDtypeStruct((b, *v.shape), jax.dtypes.canonicalize_dtype(v.dtype))
-            for k, v in self._input_spec
-        }
-        graphdef, state = nnx.split(self.operators)
-        index = jax.ShapeDtypeStruct((b,), jnp.int32)
-        valid = jax.ShapeDtypeStruct((b,), jnp.bool_)
-        out, _ = jax.eval_shape(apply_batch, graphdef, state, batch, jnp.int32(0), index, valid)
-        if not self.drop_remainder:
-            out[VALID] = valid
+        """The shape and dtype of each field of a batch (the same in train and eval mode)."""
+        out = traced_spec(self.operators, dict(self._input_spec), self.batch_size)
+        if self.drop_remainder is not True:
+            out[VALID] = jax.ShapeDtypeStruct((self.batch_size,), np.dtype(bool))
         return out
 
     @property
@@ -243,8 +230,8 @@ class Pipeline(nnx.Module):
 
     @property
     def position(self) -> tuple[int, int]:
-        """The cursor as ``(epoch, records of that epoch already handed over)``."""
-        epoch, position = (int(v) for v in self.cursor[...])
+        """The cursor as ``(epoch, order position of the next record to consider)``."""
+        epoch, _, position = (int(v) for v in np.asarray(self.cursor[...]))
         return epoch, position
 
     # -- applying the operators ------------------------------------------------------------
@@ -274,117 +261,95 @@ class Pipeline(nnx.Module):
         """An endless stream of batches across epochs, from the cursor."""
         return self._iterate(single_epoch=False)
 
-    def _has_batch(self, start: int) -> bool:
-        if isinstance(self.source, StreamSource):
-            return True  # known only by reading on: the stream marks its last batch
-        n = len(self.source)
-        return start + self.batch_size <= n if self.drop_remainder else start < n
+    def __next__(self) -> Batch:
+        """Not an iterator itself: points to ``iter(pipe)`` / ``pipe.epoch()``."""
+        raise TypeError(
+            "Pipeline is iterable, not an iterator: use `it = iter(pipe); next(it)` for an "
+            "endless stream, or `for batch in pipe.epoch():` for one epoch."
+        )
 
-    def _checked_cursor(self) -> tuple[int, int]:
-        if int(np.asarray(self.signature[...])) != self._signature:
-            raise StateMismatchError(
-                "Pipeline: the loaded state was taken from a different pipeline (its signature "
-                "does not match this pipeline's source length/fields, seed, shuffle and "
-                "operators). Restore it into a pipeline built like the one that saved it."
-            )
+    def _start(self) -> Position:
+        """The cursor, checked; a mixture's schedule continued under its current weights."""
         cursor = np.asarray(self.cursor[...])
-        n = 2**62 if isinstance(self.source, StreamSource) else len(self.source)
-        if cursor.shape != (2,) or cursor[0] < 0 or not 0 <= cursor[1] <= n:
+        stream = isinstance(self.source, StreamSource)
+        n = 2**62 if stream else len(self.source)  # type: ignore[arg-type]
+        if cursor.shape != (3,) or cursor.min() < 0 or cursor[2] > n:
             raise StateMismatchError(
-                f"Pipeline: the cursor {cursor.tolist()} is not a valid [epoch, position] for a "
-                f"source of {n} records. Restore a state saved by this pipeline."
+                f"Pipeline: the cursor {cursor.tolist()} is not a valid [epoch, step, position] "
+                f"for a source of {n} records. Restore a state saved by this pipeline."
             )
-        epoch, start = int(cursor[0]), int(cursor[1])
-        return (epoch, start) if self._has_batch(start) else (epoch + 1, 0)
-
-    def _plan(self, epoch: int, start: int) -> Iterator[tuple[int, int]]:
-        while True:
-            while self._has_batch(start):
-                yield epoch, start
-                start += self.batch_size
-            epoch, start = epoch + 1, 0
+        at = Position(*(int(v) for v in cursor))
+        if isinstance(self.source, Mix):
+            schedule = np.asarray(self.mixture[...])
+            rebased = self.source.rebase(schedule, at, self._delivered(self._drops()))
+            if rebased is not schedule:
+                self.mixture.set_value(rebased)
+        return at
 
     def _feed(self) -> Feed:
-        return Feed(
-            source=self.source,
+        plan = None if isinstance(self.source, StreamSource) else self._plan()
+        return build_feed(
+            self.source,
+            plan,
             host=self.host,
             spec=dict(self._input_spec),
-            batch_size=self.batch_size,
-            rows=self._rows,
+            placement=self._placement,
+            skip=self.on_error == "skip",
+            window=self.shuffle_window,
             seed=self.seed,
-            shuffle=self.shuffle,
-            sharding=self._device_sharding,
             read_ahead=max(self.prefetch, 1),
-            on_device=self._device_data is not None,
-            drop_remainder=self.drop_remainder,
-            delivered=0
-            if isinstance(self.source, StreamSource)
-            else min(self.steps_per_epoch * self.batch_size, len(self.source)),
+        )
+
+    def _device_step(self) -> DeviceStep:
+        nnx.update(self.operators, replicated(self._device_sharding, nnx.state(self.operators)))
+        gather = None
+        if self._gather is not None:
+            self._gather.ahead.wait()  # the same program: compile it once
+            gather = self._gather.gather
+        return DeviceStep(
+            self.operators,
+            gather=gather,
+            with_valid=self.drop_remainder is not True,
+            sharding=self.sharding,
+            device_sharding=self._device_sharding,
         )
 
     def _iterate(self, single_epoch: bool, times: StageTimes | None = None) -> Generator[Batch]:
         while True:
-            epoch, start = self._checked_cursor()
-            nnx.update(self.operators, replicated(self._device_sharding, nnx.state(self.operators)))
-            step = DeviceStep(self)
-            first_epoch = epoch
-            feeder = self._feed()
-            if isinstance(self.source, StreamSource):
-                feed: Iterator[Any] = feeder.streaming(epoch, start, self.shuffle_window)
-            elif self.on_error == "skip":
-                feed = feeder.skipping(epoch, start)
-            else:
-                feed = feeder(self._plan(epoch, start))
+            at, mode = self._start(), self._holders.mode(self)
+            step_fn = self._device_step()
             # On-device data has no host work to run ahead: a thread would only add a
             # hand-over per batch.
-            depth = 0 if self._device_data is not None else self.prefetch
-            with Prefetcher(feed, depth) as ready:
+            depth = 0 if self._gather is not None else self.prefetch
+            with Prefetcher(self._feed().load(at, self._drops()), depth) as ready:
                 while True:
                     asked = time.perf_counter()
-                    try:
-                        item, arrays, host_times = next(ready)
-                    except StopIteration:
+                    loaded = next(ready, None)
+                    if loaded is None:
                         return
-                    received = time.perf_counter()
-                    if isinstance(item, Planned):
-                        epoch, after, skipped = item.epoch, item.end, item.skipped
-                    else:
-                        epoch, start = cast(tuple[int, int], item)
-                        after, skipped = start + self.batch_size, ()
-                    if single_epoch and epoch != first_epoch:
-                        # Skipped records left too few for another batch: the epoch is over.
-                        self.cursor.set_value(np.asarray((first_epoch + 1, 0), np.int64))
+                    received, step = time.perf_counter(), loaded.step
+                    if single_epoch and step.epoch != at.epoch:
+                        # Nothing was left of the epoch (skipped or filtered records).
+                        self.cursor.set_value(np.asarray((at.epoch + 1, 0, 0), np.int64))
                         return
-                    batch = step(epoch, arrays)
+                    batch = step_fn(loaded)
                     if times is not None:
-                        times.add(received - asked, host_times, received, batch)
-                    if skipped:
-                        record_skips(
-                            self.skipped,
-                            skipped,
-                            n=len(self.source),
-                            limit=self.max_skip_fraction,
-                            name=self.source.name,
-                        )
-                    last = isinstance(item, Planned) and item.last
-                    ended = last or not self._has_batch(after)
-                    cursor = (epoch + 1, 0) if ended else (epoch, after)
+                        times.add(received - asked, loaded, received, batch)
+                    if step.skipped:
+                        self._record_skips(step.skipped)
                     # Replace, never write into, the array: snapshots of the state keep theirs.
-                    mine = np.asarray(cursor, np.int64)
+                    mine = np.asarray(step.after, np.int64)
                     self.cursor.set_value(mine)
                     yield batch
-                    if single_epoch and cursor[1] == 0:
+                    if single_epoch and step.last:
                         return
-                    if not _unchanged(self.cursor, mine):
-                        break  # a state was loaded meanwhile: restart from its (checked) cursor
+                    if not _unchanged(self.cursor, mine) or self._holders.mode(self) != mode:
+                        break  # a state was loaded, or a mode changed: re-plan from the cursor
 
-    def set_attributes(self, *filters: Any, **attributes: Any) -> None:
-        """NNX's attribute setter, used by ``train()`` / ``eval()``.
-
-        Iterations in progress pick up the new mode at their next batch.
-        """
-        super().set_attributes(*filters, **attributes)
-        self._mode_version += 1
+    def _record_skips(self, skipped: tuple[int, ...]) -> None:
+        n = len(self.source)  # type: ignore[arg-type]
+        name = self.source.name
+        record_skips(self.skipped, skipped, n=n, limit=self.max_skip_fraction, name=name)
 
     # -- profiling -------------------------------------------------------------------------
 
@@ -422,63 +387,38 @@ class Pipeline(nnx.Module):
         return profile
 
 
+class _Holders:
+    """A pipeline's mode: its own, and every mode attribute of what it holds, read live.
+
+    A plain holder (not a list), so NNX keeps the modules it refers to out of the graph.
+    """
+
+    def __init__(self, parts: list[nnx.Module]):
+        self.holders = mode_holders(parts)
+
+    def mode(self, pipeline: Pipeline) -> tuple[bool, ...]:
+        return (pipeline.deterministic, *mode_of(self.holders))
+
+
+class _Gathering:
+    """A plain holder of an on-device pipeline's gather and its compilation ahead."""
+
+    def __init__(self, gather: Gather, ahead: CompileAhead):
+        self.gather = gather
+        self.ahead = ahead
+
+
+def _as_list(operators: Any) -> list[Any]:
+    """The operators as a list; one operator alone is rejected by the checks, with the fix."""
+    if isinstance(operators, nnx.Module):
+        raise PipelineError(
+            f"Pipeline: operators must be a list of operators, got one "
+            f"{type(operators).__name__}. Pass [op] (a list, applied in order)."
+        )
+    return list(operators)
+
+
 def _unchanged(cursor: Cursor, mine: np.ndarray) -> bool:
     """Whether the cursor still holds the array the iteration put there, unmodified."""
     held = cursor.get_raw_value()
-    return held is mine and held.shape == (2,) and held.tolist() == mine.tolist()
-
-
-def _check_stream_options(
-    source: Any, streaming: bool, shuffle: bool, window: int, on_error: str, host: Any
-) -> None:
-    """Streams shuffle within a window, and support neither skipping nor process workers."""
-    if not isinstance(window, int) or window < 0:
-        raise PipelineError(f"Pipeline: shuffle_window must be an int >= 0, got {window!r}.")
-    if not streaming:
-        if window:
-            raise PipelineError(
-                "Pipeline: shuffle_window is for a StreamSource; a random-access source is "
-                "shuffled as a whole with shuffle=True."
-            )
-        return
-    if shuffle:
-        raise PipelineError(
-            f"Pipeline: the stream {source.name!r} cannot be shuffled as a whole; pass "
-            "shuffle_window=K to shuffle within windows of K records (held in memory)."
-        )
-    if on_error == "skip":
-        raise PipelineError("Pipeline: on_error='skip' is not supported for a StreamSource yet.")
-    if isinstance(host, HostMap) and host.backend == "process":
-        raise PipelineError(
-            "Pipeline: a StreamSource's host stage runs in threads (its records are read in "
-            "this process); use HostMap(..., backend='thread')."
-        )
-
-
-def _check_device_ready(source: Source, spec: dict[str, jax.ShapeDtypeStruct]) -> None:
-    """Without a host stage, every field must be a numeric array the device can take."""
-    for field, s in spec.items():
-        if s.dtype == np.dtype(object) or s.dtype.kind in "SUV":
-            raise PipelineError(
-                f"Pipeline: field {field!r} of source {source.name!r} holds {s.dtype} values "
-                "(bytes, strings or objects), which cannot go to the device. Add a host stage "
-                "that turns them into arrays: host=fx.HostMap(decode)."
-            )
-
-
-def _signature(
-    source: Source,
-    spec: dict[str, jax.ShapeDtypeStruct],
-    host: HostMap | None,
-    operators: Sequence[AnyOperator],
-    seed: int,
-    shuffle: bool,
-    on_error: str,
-) -> int:
-    ops = [(type(op).__qualname__, getattr(op, "field", None)) for op in operators]
-    fields = sorted((k, v.shape, str(v.dtype)) for k, v in spec.items())
-    stage = None if host is None else host.name
-    length = -1 if isinstance(source, StreamSource) else len(source)
-    text = repr((type(source).__qualname__, length, fields, stage, seed, shuffle, ops, on_error))
-    digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little", signed=True)
+    return held is mine and held.shape == (3,) and held.tolist() == mine.tolist()

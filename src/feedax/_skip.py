@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,6 +11,9 @@ import numpy as np
 from flax import nnx
 
 from feedax._errors import SourceError
+from feedax._host import HostMap
+from feedax._read import Placement
+from feedax._step import Loaded, Position, Step
 from feedax._workers import OK, HostExecutor, read_checked
 
 
@@ -21,95 +25,105 @@ class SkipLog(nnx.Variable):
     """
 
 
+class SkipReader:
+    """Batches of good records only, read in the plan's order: the skip policy.
+
+    Candidate records come from the plan (padding-free, in order); a record that fails
+    (reading, the host stage, a wrong shape) is left out and the batch is filled with the
+    next good records, so batches stay full and are the same in every run. Which records
+    form a batch depends on reading them, so this needs a single process.
+    """
+
+    def __init__(
+        self, source: Any, host: HostMap | None, spec: Any, placement: Placement, read_ahead: int
+    ):
+        self.source = source
+        self.host = host
+        self.spec = spec
+        self.placement = placement
+        self.read_ahead = read_ahead
+
+    def load(self, candidates: Iterator[Step], at: Position, drop: bool) -> Iterator[Loaded]:
+        """Steps of good records from ``at`` on; ``candidates`` are the plan's from ``at``."""
+        executor = None
+        if self.host is not None:
+            executor = HostExecutor(
+                self.host, self.source, self.spec, read_ahead=self.read_ahead, skip=True
+            )
+        requests = ((step, step.indices[step.valid], step.epoch) for step in candidates)  # type: ignore[index]
+        if executor is None:
+            chunks: Iterator[Any] = ((s, read_checked(self.source, i)) for s, i, _ in requests)
+        else:
+            chunks = executor.map(requests)
+        try:
+            yield from self._assemble(chunks, at, drop)
+        finally:
+            if executor is not None:
+                executor.close()
+
+    def _assemble(self, chunks: Iterator[Any], at: Position, drop: bool) -> Iterator[Loaded]:
+        size = self.placement.batch_size
+        epoch, step, start = at
+        rows: list[_Row] = []
+        bad: list[tuple[int, int]] = []
+        began = time.perf_counter()
+        for candidate, records in chunks:
+            if candidate.epoch != epoch:  # the plan moved on: a new epoch starts afresh
+                epoch, step, start, rows, bad = candidate.epoch, 0, 0, [], []
+            positions = candidate.positions[candidate.valid]
+            indices = candidate.indices[candidate.valid]
+            for j, (position, index) in enumerate(zip(positions, indices, strict=True)):
+                if records[OK][j]:
+                    record = {k: v[j] for k, v in records.items() if k != OK}
+                    own = None if candidate.epochs is None else int(candidate.epochs[j])
+                    rows.append(_Row(int(position), int(index), own, record))
+                else:
+                    bad.append((int(position), int(index)))
+            while len(rows) >= size:
+                taken, rows = rows[:size], rows[size:]
+                last = candidate.last and (not rows or (drop and len(rows) < size))
+                end = candidate.end if last else taken[-1].position + 1
+                skipped = tuple(i for q, i in bad if q < end)
+                bad = [(q, i) for q, i in bad if q >= end]
+                yield self._put(epoch, step, start, end, taken, skipped, last, began)
+                start, step, began = end, step + 1, time.perf_counter()
+                if last:
+                    rows, bad = [], []
+            if candidate.last and rows and not drop:
+                skipped = tuple(i for _, i in bad)
+                yield self._put(epoch, step, start, candidate.end, rows, skipped, True, began)
+                rows, bad = [], []
+
+    def _put(
+        self,
+        epoch: int,
+        step: int,
+        start: int,
+        end: int,
+        rows: list[_Row],
+        skipped: tuple[int, ...],
+        last: bool,
+        began: float,
+    ) -> Loaded:
+        size = self.placement.batch_size
+        valid = np.arange(size) < len(rows)
+        rows = rows + [rows[0]] * (size - len(rows))
+        records = {k: np.stack([r.record[k] for r in rows]) for k in rows[0].record}
+        indices = np.array([r.index for r in rows], np.int64)
+        epochs = None if rows[0].epoch is None else np.array([r.epoch for r in rows], np.int64)
+        positions = np.array([r.position for r in rows], np.int64)
+        planned = Step(
+            epoch, step, start, end, indices, valid, epochs, last, positions, skipped, began
+        )
+        return self.placement.put(planned, records, read=time.perf_counter() - began)
+
+
 @dataclasses.dataclass(frozen=True)
-class Planned:
-    """A batch assembled under the skip policy.
-
-    Attributes:
-      epoch: its epoch.
-      start: the order position of its first record.
-      end: the order position after its last record (skipped records before it included).
-      skipped: indices of the bad records between ``start`` and ``end``.
-      last: this is the epoch's last batch (streams, whose length is unknown).
-    """
-
-    epoch: int
-    start: int
-    end: int
-    skipped: tuple[int, ...]
-    last: bool = False
-
-
-def skipping_stream(
-    feed: Any, epoch: int, start: int
-) -> Iterator[tuple[Planned, dict[str, np.ndarray]]]:
-    """Host batches of good records only, read in order from ``(epoch, start)``, endlessly.
-
-    Records are read in chunks of a batch; a record that fails (reading, the host stage,
-    a wrong shape) is left out and the batch is filled with the next good records, so
-    batches stay full and are the same in every run. ``feed`` is the pipeline's Feed.
-    """
-    n, size = len(feed.source), feed.batch_size
-    executor = None
-    if feed.host is not None:
-        executor = HostExecutor(
-            feed.host, feed.source, feed.spec, read_ahead=feed.read_ahead, skip=True
-        )
-    try:
-        while True:
-            requests = _requests(feed, epoch, start)
-            if executor is None:
-                chunks: Iterator[Any] = (
-                    (key, read_checked(feed.source, i)) for key, i, _ in requests
-                )
-            else:
-                chunks = executor.map(requests)
-            rows: list[tuple[int, int, dict[str, Any]]] = []
-            bad: list[tuple[int, int]] = []
-            first = start
-            for (p, indices, epochs), records in chunks:
-                for j, index in enumerate(indices):
-                    if records[OK][j]:
-                        record = {k: v[j] for k, v in records.items() if k != OK}
-                        if epochs is not None:
-                            record["__epoch"] = epochs[j]
-                        rows.append((p + j, int(index), record))
-                    else:
-                        bad.append((p + j, int(index)))
-                while len(rows) >= size:
-                    taken, rows = rows[:size], rows[size:]
-                    end = taken[-1][0] + 1
-                    skipped = tuple(i for q, i in bad if q < end)
-                    bad = [(q, i) for q, i in bad if q >= end]
-                    yield Planned(epoch, first, end, skipped), _stack(taken, size)
-                    first = end
-            if rows and not feed.drop_remainder:
-                yield Planned(epoch, first, n, tuple(i for _, i in bad)), _stack(rows, size)
-            epoch, start = epoch + 1, 0
-    finally:
-        if executor is not None:
-            executor.close()
-
-
-def _requests(feed: Any, epoch: int, start: int) -> Iterator[tuple[Any, np.ndarray, int]]:
-    """Chunks of one batch of order positions, from ``start`` to the end of the epoch."""
-    n, size = len(feed.source), feed.batch_size
-    for p in range(start, n, size):
-        positions = np.arange(p, min(p + size, n))
-        indices, epochs = feed.source.locate(
-            epoch, positions, seed=feed.seed, shuffle=feed.shuffle, delivered=n
-        )
-        yield (p, indices, epochs), indices, epoch
-
-
-def _stack(rows: list[tuple[int, int, dict[str, Any]]], size: int) -> dict[str, np.ndarray]:
-    """The rows as a batch of ``size``, padded (masked invalid) with copies of the first."""
-    valid = np.arange(size) < len(rows)
-    rows = rows + [rows[0]] * (size - len(rows))
-    batch = {k: np.stack([r[2][k] for r in rows]) for k in rows[0][2]}
-    batch["__index"] = np.array([r[1] for r in rows], np.int32)
-    batch["__valid"] = valid
-    return batch
+class _Row:
+    position: int
+    index: int
+    epoch: int | None
+    record: dict[str, Any]
 
 
 def record_skips(

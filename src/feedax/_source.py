@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -37,6 +37,14 @@ class Source(nnx.Module, abc.ABC):
     def read(self, indices: np.ndarray) -> Batch:
         """Returns the records at ``indices`` (int64, shape ``(k,)``), stacked per field."""
 
+    def metadata(self, indices: np.ndarray, columns: Sequence[str]) -> Batch:
+        """The values of ``columns`` for the records at ``indices`` (what a Filter reads).
+
+        The default reads the whole records; sources that can read single columns
+        cheaply (in-memory arrays, columnar files) override it.
+        """
+        return select(self, self.read(indices), columns)
+
     @property
     def on_device(self) -> bool:
         """Whether the source keeps its records on the device (see ``device_columns``)."""
@@ -47,20 +55,6 @@ class Source(nnx.Module, abc.ABC):
         """All records as arrays on the device, if the source keeps them there; else None."""
         return None
 
-    def locate(
-        self, epoch: int, positions: np.ndarray, *, seed: int, shuffle: bool, delivered: int
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        """The records at ``positions`` of ``epoch``'s order, and each record's own epoch.
-
-        ``delivered`` is how many positions of each epoch the pipeline hands over (fewer
-        than ``len(self)`` when it drops a remainder). Returns ``(indices, epochs)``;
-        ``epochs`` is None when every record's epoch is ``epoch`` (all sources but
-        mixtures, whose sources each run their own epochs).
-        """
-        from feedax._order import EpochOrder
-
-        return EpochOrder(len(self), seed=seed, epoch=epoch, shuffle=shuffle)(positions), None
-
     def _check_indices(self, indices: np.ndarray) -> None:
         n = len(self)
         if indices.size and (indices.min() < 0 or indices.max() >= n):
@@ -69,6 +63,17 @@ class Source(nnx.Module, abc.ABC):
                 f"{self.name}: record index {int(bad)} is out of range; the source has {n} "
                 f"records (valid indices 0..{n - 1}). Check the indices you pass to read()."
             )
+
+
+def select(source: Any, records: Batch, columns: Sequence[str]) -> Batch:
+    """``columns`` of ``records``; a missing one raises naming the source and its fields."""
+    missing = [c for c in columns if c not in records]
+    if missing:
+        raise SourceError(
+            f"{source.name}: no metadata column {missing[0]!r}; its fields are "
+            f"{sorted(records)}. Filter on one of those (or add the column to the source)."
+        )
+    return {c: records[c] for c in columns}
 
 
 class _Columns:
@@ -183,3 +188,9 @@ class ArraySource(Source):
         indices = np.asarray(indices, dtype=np.int64)
         self._check_indices(indices)
         return {k: v[indices] for k, v in self._columns.columns.items()}
+
+    def metadata(self, indices: np.ndarray, columns: Sequence[str]) -> Batch:
+        """``columns`` at ``indices``, gathering only those arrays."""
+        indices = np.asarray(indices, dtype=np.int64)
+        self._check_indices(indices)
+        return {c: v[indices] for c, v in select(self, self._columns.columns, columns).items()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -12,6 +13,7 @@ from flax import nnx
 
 from feedax._errors import SourceError
 from feedax._order import EpochOrder
+from feedax._step import Loaded, Position, Step
 
 Record = Mapping[str, Any]
 
@@ -148,61 +150,91 @@ def window_order(
         pending = following
 
 
-def stream_batches(
-    feed: Any, epoch: int, start: int, *, window: int
-) -> Iterator[tuple[Any, dict[str, np.ndarray]]]:
-    """Host batches of this process's rows, from stream position ``(epoch, start)`` on.
+class StreamReader:
+    """Steps of a stream: one pass per epoch, shuffled within windows, this process's rows.
 
-    Endless: each epoch is one pass over the stream. Each item is ``(planned, records)``
-    with ``planned`` a :class:`feedax._skip.Planned` (``last`` set on an epoch's final
-    batch) and ``records`` the fields plus ``__index`` / ``__valid``.
+    A stream's plan is known only as it is read (its length, the last window), so this
+    reader plans and reads together. Every process reads the stream and keeps its own
+    rows of each global batch.
     """
-    from feedax._skip import Planned
-    from feedax._workers import HostExecutor
 
-    source, size = feed.source, feed.batch_size
-    lo, hi = feed.rows
-    store = WindowStore(source.name)
+    def __init__(
+        self,
+        source: StreamSource,
+        host: Any,
+        spec: Any,
+        placement: Any,
+        *,
+        window: int,
+        seed: int,
+        read_ahead: int,
+    ):
+        self.source = source
+        self.host = host
+        self.spec = spec
+        self.placement = placement
+        self.window = window
+        self.seed = seed
+        self.read_ahead = read_ahead
 
-    def requests() -> Iterator[tuple[Any, np.ndarray, int]]:
-        e, s = epoch, start
+    def load(self, at: Position, drop: bool) -> Iterator[Loaded]:
+        """The loaded steps from ``at`` on, endlessly (each epoch one pass)."""
+        from feedax._workers import HostExecutor
+
+        store = WindowStore(self.source.name)
+        lo, hi = self.placement.rows
+        results: Iterator[tuple[Step, dict[str, np.ndarray]]]
+        if self.host is None:
+            results = ((s, store.read(i)) for s, i, _ in self._requests(at, drop, store))
+        else:
+            executor = HostExecutor(self.host, store, self.spec, read_ahead=self.read_ahead)
+            results = executor.map(self._requests(at, drop, store))
+        for step, records in results:
+            assert step.indices is not None
+            for i in step.indices[lo:hi]:
+                store.rows.pop(int(i), None)
+            yield self.placement.put(step, records, read=time.perf_counter() - step.began)
+
+    def _requests(
+        self, at: Position, drop: bool, store: WindowStore
+    ) -> Iterator[tuple[Step, np.ndarray, int]]:
+        size = self.placement.batch_size
+        lo, hi = self.placement.rows
+        epoch, step, start = at
         while True:
             batch: list[tuple[int, int, dict[str, np.ndarray]]] = []
-            first = s
+            first, began = start, time.perf_counter()
             for position, index, record, last in window_order(
-                source, e, s, window=window, seed=feed.seed
+                self.source, epoch, start, window=self.window, seed=self.seed
             ):
-                if feed.host is None:
-                    _check(record, feed.spec, source.name, index)
+                if self.host is None:
+                    _check(record, self.spec, self.source.name, index)
                 batch.append((position, index, record))
                 if len(batch) < size and not last:
                     continue
-                if len(batch) < size and feed.drop_remainder:
+                if len(batch) < size and drop:
                     break
                 valid = np.arange(size) < len(batch)
                 batch += [batch[0]] * (size - len(batch))
-                local = batch[lo:hi]
-                for _, i, r in local:
+                for _, i, r in batch[lo:hi]:
                     store.rows[i] = r
-                indices = np.array([i for _, i, _ in local], np.int64)
-                planned = Planned(e, first, position + 1, (), last=last)
-                yield (planned, indices, valid[lo:hi]), indices, e
-                batch, first = [], position + 1
-            e, s = e + 1, 0
-
-    if feed.host is None:
-        results: Iterator[tuple[Any, dict[str, np.ndarray]]] = (
-            (key, store.read(indices)) for key, indices, _ in requests()
-        )
-    else:
-        executor = HostExecutor(feed.host, store, feed.spec, read_ahead=feed.read_ahead)
-        results = executor.map(requests())
-    for (planned, indices, valid), records in results:
-        for i in indices:
-            store.rows.pop(int(i), None)
-        records["__index"] = indices.astype(np.int32)
-        records["__valid"] = valid
-        yield planned, records
+                indices = np.array([i for _, i, _ in batch], np.int64)
+                positions = np.array([p for p, _, _ in batch], np.int64)
+                planned = Step(
+                    epoch,
+                    step,
+                    first,
+                    position + 1,
+                    indices,
+                    valid,
+                    None,
+                    last,
+                    positions,
+                    began=began,
+                )
+                yield planned, indices[lo:hi], epoch
+                batch, first, step, began = [], position + 1, step + 1, time.perf_counter()
+            epoch, step, start = epoch + 1, 0, 0
 
 
 def _check(record: dict[str, np.ndarray], spec: Any, source: str, index: int) -> None:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
+import contextlib
 import functools
 import itertools
 import multiprocessing as mp
+import os
+import pickle
+import tempfile
 from collections.abc import Iterator, Mapping
 from multiprocessing import shared_memory
 from typing import Any, TypeVar
@@ -139,15 +143,26 @@ class HostExecutor:
         self.training = not stage.deterministic
         self.seed = stage.seed()
         self._pool: cf.Executor | None = None
+        self._started: Any = None  # process workers that finished starting
+        self._payload: str | None = None  # the file process workers load their work from
         self._shm: list[shared_memory.SharedMemory] = []
         if stage.workers and stage.backend == "thread":
             self._pool = cf.ThreadPoolExecutor(stage.workers, thread_name_prefix="feedax-host")
         elif stage.workers:
+            context = mp.get_context("spawn")
+            self._started = context.Value("i", 0)
+            # The source and function travel in a file, not in the spawn payload: CPython
+            # writes that payload while holding the pipe's read end too, so a worker that
+            # dies starting (a script without a __main__ guard) would block a large one
+            # forever.
+            with tempfile.NamedTemporaryFile("wb", prefix="feedax-", delete=False) as file:
+                pickle.dump((source, stage.fn, self.spec), file)
+            self._payload = file.name
             self._pool = cf.ProcessPoolExecutor(
                 stage.workers,
-                mp_context=mp.get_context("spawn"),
+                mp_context=context,
                 initializer=_init_worker,
-                initargs=(source, stage.fn, self.spec),
+                initargs=(self._payload, self._started),
             )
 
     def _alloc(self, n: int) -> tuple[dict[str, np.ndarray] | None, Any]:
@@ -178,11 +193,31 @@ class HostExecutor:
             futures = [self._pool.submit(_fill, out, range(a, b), *fill) for a, b in pieces]
         else:
             shm, layout = shared  # process workers write into shared memory
-            futures = [
-                self._pool.submit(_fill_shared, shm.name, layout, range(a, b), *args)
-                for a, b in pieces
-            ]
+            try:
+                futures = [
+                    self._pool.submit(_fill_shared, shm.name, layout, range(a, b), *args)
+                    for a, b in pieces
+                ]
+            except (OSError, cf.process.BrokenProcessPool) as error:  # a worker died starting
+                raise self._died(indices) from error
         return out, shared, futures
+
+    def _died(self, indices: np.ndarray) -> HostStageError:
+        """The error for a worker process that died, naming the likely cause."""
+        if self._started is not None and self._started.value == 0:
+            return HostStageError(
+                f"host stage {self.stage.name!r}: the worker processes died while starting, "
+                "before any record was processed. With backend='process' each worker starts "
+                "a fresh Python that imports your main script; a script that builds and runs "
+                "the pipeline at its top level then runs again in every worker. Put that code "
+                'under `if __name__ == "__main__":` (see the worker\'s traceback above), or '
+                "use backend='thread'."
+            )
+        return HostStageError(
+            f"host stage {self.stage.name!r}: a worker process died while processing "
+            f"records {indices.tolist()[:16]}... of source {self.source.name!r}. Check the "
+            "function for crashes (or memory exhaustion); try backend='thread'."
+        )
 
     def _collect(self, indices: np.ndarray, submitted: tuple[Any, Any, list[Any]]) -> HostRecord:
         out, shared, futures = submitted
@@ -190,11 +225,7 @@ class HostExecutor:
             for future in futures:
                 future() if isinstance(future, functools.partial) else future.result()
         except cf.process.BrokenProcessPool as error:
-            raise HostStageError(
-                f"host stage {self.stage.name!r}: a worker process died while processing "
-                f"records {indices.tolist()[:16]}... of source {self.source.name!r}. Check the "
-                "function for crashes (or memory exhaustion); try backend='thread'."
-            ) from error
+            raise self._died(indices) from error
         finally:
             for future in futures:
                 if isinstance(future, cf.Future):
@@ -236,6 +267,10 @@ class HostExecutor:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        if self._payload is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self._payload)
+            self._payload = None
         for shm in list(self._shm):
             self._release(shm)
 
@@ -250,8 +285,12 @@ def _views(shm: shared_memory.SharedMemory, layout: list[Any]) -> dict[str, np.n
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(source: Any, fn: Any, spec: Spec) -> None:
+def _init_worker(payload: str, started: Any) -> None:
+    with open(payload, "rb") as file:
+        source, fn, spec = pickle.load(file)
     _WORKER.update(source=source, fn=fn, spec=spec, shm={})
+    with started.get_lock():
+        started.value += 1
 
 
 def _fill_shared(

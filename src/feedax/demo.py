@@ -19,6 +19,7 @@ import dataclasses
 import itertools
 import time
 from pathlib import Path
+from typing import cast
 
 import jax
 import numpy as np
@@ -134,8 +135,9 @@ def run(
 
     train_pipe, test_pipe = build_pipelines(*data, batch_size=batch_size, seed=seed)
     model, optimizer = build_model(seed, jax.local_devices()[0])
+    test_size = len(cast(fx.Source, test_pipe.source))
     print(
-        f"feedax demo: digits 8x8x1, {train_size} train / {len(test_pipe.source)} test records, "
+        f"feedax demo: digits 8x8x1, {train_size} train / {test_size} test records, "
         f"batch {batch_size}, {steps_per_epoch} steps/epoch, {epochs} epochs, "
         f"on {jax.devices()[0].platform}"
     )

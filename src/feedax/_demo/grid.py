@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import cast
 
 import numpy as np
+from flax import nnx
 from PIL import Image
 
 import feedax as fx
@@ -25,16 +27,16 @@ def write_grid(pipe: fx.Pipeline, path: Path) -> Path:
     """Writes a PNG of the first records of ``pipe``: original, then epochs 0 and 1.
 
     A record's augmentation depends only on (operator key, epoch, index). So a pipeline
-    over the first records alone, sharing the training crop, yields exactly the images
+    over the first records alone, with a copy of the training crop, yields exactly the images
     training sees for those records (before normalisation). Each 8x8 image is shown
     ``GRID_SCALE`` times larger, nearest-neighbour.
 
     Example:
       >>> write_grid(train_pipe, Path("augmented.png"))  # doctest: +SKIP
     """
-    images = pipe.source.read(np.arange(GRID_RECORDS))["image"]
+    images = cast(fx.Source, pipe.source).read(np.arange(GRID_RECORDS))["image"]
     preview = fx.Pipeline(
-        fx.ArraySource({"image": images}), [pipe.operators[0]], batch_size=GRID_RECORDS
+        fx.ArraySource({"image": images}), [nnx.clone(pipe.operators[0])], batch_size=GRID_RECORDS
     )
     rows = [images] + [np.asarray(b["image"]) for b in itertools.islice(preview, 2)]
     width, height = grid_size(len(rows))

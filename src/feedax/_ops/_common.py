@@ -23,7 +23,6 @@ from flax import nnx
 
 from feedax._context import RecordContext
 from feedax._errors import OperatorError
-from feedax._operator import Operator, Record
 
 # ---------------------------------------------------------------------------- arguments
 
@@ -271,62 +270,3 @@ def child(ctx: RecordContext, i: int) -> SubContext:
     """The context of sub-operator ``i`` of a composite called with ``ctx``."""
     path = ctx.path if isinstance(ctx, SubContext) else ()
     return SubContext(ctx.epoch, ctx.index, ctx.valid, path=(*path, i))
-
-
-# ---------------------------------------------------------------------------- several fields
-
-
-class SpatialOperator(Operator):
-    """Base of geometry operators: one draw applied to the main field and ``fields``.
-
-    Subclasses implement :meth:`draw` (the random or fixed parameters, from the main
-    field's shape) and :meth:`warp` (the transform of one HWC value at those parameters).
-    Extra fields (e.g. segmentation masks, HW or HWC with the same height and width) get
-    the same draw with nearest-neighbour interpolation and zero fill, so image and mask
-    stay aligned. In eval mode a random spatial operator is the identity on every field.
-    """
-
-    fields: tuple[str, ...] = ()
-
-    def draw(self, shape: tuple[int, ...], ctx: RecordContext) -> Any:
-        """The parameters of the transform for one record whose main field has ``shape``."""
-        return None
-
-    def warp(self, x: jax.Array, params: Any, main: bool) -> jax.Array:
-        """Transforms one HWC value; ``main`` is False for the extra ``fields``."""
-        raise NotImplementedError
-
-    def apply(self, x: jax.Array, ctx: RecordContext) -> jax.Array:
-        """Transforms one HWC image."""
-        return self.warp(x, self.draw(tuple(x.shape), ctx), True)
-
-    def __call__(self, record: Record, ctx: RecordContext) -> dict[str, Any]:
-        """Returns ``record`` with the main field and ``fields`` transformed alike."""
-        if not self.fields:
-            return super().__call__(record, ctx)
-        name = type(self).__name__
-        for f in (self.field, *self.fields):
-            if f not in record:
-                raise OperatorError(
-                    f"{name}: the record has no field {f!r}; its fields are {sorted(record)}. "
-                    f"Pass field=/fields= naming fields of the record to {name}(...)."
-                )
-        x = record[self.field]
-        self._check(x)
-        if getattr(self, "deterministic", False):
-            return dict(record)
-        out = dict(record)
-        params = self.draw(tuple(x.shape), ctx)
-        out[self.field] = self.warp(x, params, True)
-        for f in self.fields:
-            y = record[f]
-            if y.ndim not in (2, 3) or y.shape[:2] != x.shape[:2]:
-                raise OperatorError(
-                    f"{name}: extra field {f!r} must be HW or HWC with the height and width of "
-                    f"{self.field!r} {tuple(x.shape[:2])}, got shape {tuple(y.shape)}. Resize it "
-                    "in the source or drop it from fields=."
-                )
-            y3 = y if y.ndim == 3 else y[..., None]
-            y3 = self.warp(y3, params, False)
-            out[f] = y3 if y.ndim == 3 else y3[..., 0]
-        return out

@@ -10,10 +10,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from feedax._context import RecordContext
-from feedax._operator import RandomOperator
+from feedax._operator import RandomOperator, SpatialOperator
 from feedax._ops import _geometry_fn as G
 from feedax._ops._common import (
-    SpatialOperator,
     check_choice,
     check_fields,
     check_interval,

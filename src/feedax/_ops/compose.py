@@ -11,7 +11,7 @@ the same seed or the same instance used twice.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -80,11 +80,14 @@ class Sequential(Operator):
     """
 
     def __init__(self, ops: Sequence[Operator]):
-        parts = _parts("Sequential", ops)
+        parts = _parts(type(self).__name__, ops)
         super().__init__(field=parts[0].field)
         self.ops = nnx.List(parts)
 
-    def __call__(self, record: Record, ctx: RecordContext) -> dict[str, Any]:
+    ranks: ClassVar[tuple[int, ...]] = ()
+    kinds: ClassVar[tuple[str, ...]] = ()
+
+    def transform(self, record: Record, ctx: RecordContext) -> dict[str, Any]:
         """Returns ``record`` transformed by every part in order."""
         return _run(self.ops, record, ctx)
 
@@ -123,17 +126,18 @@ class RandomApply(RandomOperator):
         rngs: nnx.Rngs,
         stream: str = "augment",
     ):
-        parts = _parts("RandomApply", ops)
+        parts = _parts(type(self).__name__, ops)
         super().__init__(rngs=rngs, stream=stream, field=parts[0].field)
         self.ops = nnx.List(parts)
-        self.p = check_probability("RandomApply", "p", p)
+        self.p = check_probability(type(self).__name__, "p", p)
 
-    def __call__(self, record: Record, ctx: RecordContext) -> dict[str, Any]:
+    ranks: ClassVar[tuple[int, ...]] = ()
+    kinds: ClassVar[tuple[str, ...]] = ()
+
+    def transform(self, record: Record, ctx: RecordContext) -> dict[str, Any]:
         """Returns ``record`` transformed with probability ``p``."""
-        if self.deterministic:
-            return dict(record)
         out = _run(self.ops, record, ctx)
-        _same_layout("RandomApply", record, out)
+        _same_layout(type(self).__name__, record, out)
         coin = self.record_uniforms(ctx, 1)[0] < self.p
         return {k: jnp.where(coin, out[k], record[k]) for k in record}
 
@@ -190,10 +194,11 @@ class RandomChoice(RandomOperator):
             raise fail(name, "weights", f"{len(parts)} non-negative numbers, not all zero", weights)
         self.weights = tuple(v / sum(w) for v in w)
 
-    def __call__(self, record: Record, ctx: RecordContext) -> dict[str, Any]:
+    ranks: ClassVar[tuple[int, ...]] = ()
+    kinds: ClassVar[tuple[str, ...]] = ()
+
+    def transform(self, record: Record, ctx: RecordContext) -> dict[str, Any]:
         """Returns ``record`` transformed by one part, chosen per record."""
-        if self.deterministic:
-            return dict(record)
         edges = jnp.cumsum(jnp.asarray(self.weights[:-1], jnp.float32))
         choice = jnp.searchsorted(edges, self.record_uniforms(ctx, 1)[0], side="right")
         record = dict(record)

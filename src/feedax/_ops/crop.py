@@ -10,10 +10,9 @@ from flax import nnx
 
 from feedax._context import RecordContext
 from feedax._errors import OperatorError
-from feedax._operator import RandomOperator
+from feedax._operator import RandomOperator, SpatialOperator
 from feedax._ops import _geometry_fn as G
 from feedax._ops._common import (
-    SpatialOperator,
     below,
     check_choice,
     check_fields,
@@ -27,7 +26,9 @@ class RandomCrop(SpatialOperator, RandomOperator):
     """Crops a random ``size`` window from an HWC image padded by ``padding``.
 
     The offset is drawn uniformly per record; dtype and channels are kept. In eval mode
-    the operator is the identity (so eval images keep their full size).
+    it takes the central window of the padded image (with the usual ``RandomCrop(size,
+    padding=p)`` on an image of side ``size``: the image itself), so eval batches have
+    the train shape, as torchvision users get with ``CenterCrop(size)`` in eval.
 
     Args:
       size: output (height, width), or one int for a square.
@@ -63,26 +64,38 @@ class RandomCrop(SpatialOperator, RandomOperator):
         field: str = "image",
     ):
         super().__init__(rngs=rngs, stream=stream, field=field)
-        self.size = check_size("RandomCrop", "size", size)
-        self.padding = check_padding("RandomCrop", padding)
-        self.padding_mode = check_choice("RandomCrop", "padding_mode", padding_mode, G.PAD_MODES)
-        self.fill = check_number("RandomCrop", "fill", fill)
-        self.fields = check_fields("RandomCrop", fields, field)
+        self.size = check_size(type(self).__name__, "size", size)
+        self.padding = check_padding(type(self).__name__, padding)
+        self.padding_mode = check_choice(
+            type(self).__name__, "padding_mode", padding_mode, G.PAD_MODES
+        )
+        self.fill = check_number(type(self).__name__, "fill", fill)
+        self.fields = check_fields(type(self).__name__, fields, field)
 
-    def draw(self, shape: tuple[int, ...], ctx: RecordContext) -> Any:
-        """The (top, left) of the window in the padded image."""
+    def _padded(self, shape: tuple[int, ...]) -> tuple[int, int]:
+        """The (height, width) of the padded image; raises if the crop does not fit."""
         top_pad, bottom_pad, left_pad, right_pad = self.padding
         height, width = shape[0] + top_pad + bottom_pad, shape[1] + left_pad + right_pad
         h, w = self.size
         if h > height or w > width:
             raise OperatorError(
-                f"RandomCrop: crop size {self.size} is larger than the padded image "
+                f"{type(self).__name__}: crop size {self.size} is larger than the padded image "
                 f"({height}, {width}) of field {self.field!r} (shape {shape}, padding "
                 f"(top, bottom, left, right) = {self.padding}). Use a smaller size or more "
                 "padding."
             )
+        return height, width
+
+    def draw(self, shape: tuple[int, ...], ctx: RecordContext) -> Any:
+        """The (top, left) of the window in the padded image."""
+        height, width = self._padded(shape)
+        h, w = self.size
         u = self.record_uniforms(ctx, 2)
         return below(u[0], height - h + 1), below(u[1], width - w + 1)
+
+    def eval_params(self, shape: tuple[int, ...]) -> Any:
+        """The central window of the padded image."""
+        return G.center_crop_offsets(self._padded(shape), self.size)
 
     def warp(self, x: jax.Array, params: Any, main: bool) -> jax.Array:
         """Crops the window at ``params`` of ``x`` padded (without building the pad)."""
@@ -113,14 +126,14 @@ class CenterCrop(SpatialOperator):
         self, size: int | tuple[int, int], *, fields: Sequence[str] = (), field: str = "image"
     ):
         super().__init__(field=field)
-        self.size = check_size("CenterCrop", "size", size)
-        self.fields = check_fields("CenterCrop", fields, field)
+        self.size = check_size(type(self).__name__, "size", size)
+        self.fields = check_fields(type(self).__name__, fields, field)
 
     def draw(self, shape: tuple[int, ...], ctx: RecordContext) -> Any:
         """The fixed (top, left) of the central window."""
         if self.size[0] > shape[0] or self.size[1] > shape[1]:
             raise OperatorError(
-                f"CenterCrop: crop size {self.size} is larger than field {self.field!r} "
+                f"{type(self).__name__}: crop size {self.size} is larger than field {self.field!r} "
                 f"(shape {shape}). Use a smaller size, or Pad / Resize first."
             )
         return G.center_crop_offsets(shape, self.size)

@@ -98,10 +98,10 @@ class RandomErasing(RandomOperator):
         field: str = "image",
     ):
         super().__init__(rngs=rngs, stream=stream, field=field)
-        self.p = check_probability("RandomErasing", "p", p)
-        self.scale = check_interval("RandomErasing", "scale", scale, 0.0, 1.0)
-        self.ratio = check_interval("RandomErasing", "ratio", ratio, 1e-3, 1e3)
-        self.value = _value("RandomErasing", value)
+        self.p = check_probability(type(self).__name__, "p", p)
+        self.scale = check_interval(type(self).__name__, "scale", scale, 0.0, 1.0)
+        self.ratio = check_interval(type(self).__name__, "ratio", ratio, 1e-3, 1e3)
+        self.value = _value(type(self).__name__, value)
 
     def apply(self, x: jax.Array, ctx: RecordContext) -> jax.Array:
         """Erases a box of one HWC image, or returns it."""
@@ -149,8 +149,8 @@ class Cutout(RandomOperator):
         field: str = "image",
     ):
         super().__init__(rngs=rngs, stream=stream, field=field)
-        self.size = check_size("Cutout", "size", size)
-        self.value = _value("Cutout", value)
+        self.size = check_size(type(self).__name__, "size", size)
+        self.value = _value(type(self).__name__, value)
 
     def apply(self, x: jax.Array, ctx: RecordContext) -> jax.Array:
         """Erases a box of one HWC image."""

@@ -73,10 +73,10 @@ class GaussianBlur(RandomOperator):
         super().__init__(rngs=rngs, stream=stream, field=field)
         self.kernel_size = _kernel_size(kernel_size)
         if isinstance(sigma, int | float):
-            s = check_number("GaussianBlur", "sigma", sigma, 1e-3)
+            s = check_number(type(self).__name__, "sigma", sigma, 1e-3)
             self.sigma = (s, s)
         else:
-            self.sigma = check_interval("GaussianBlur", "sigma", sigma, 1e-3)
+            self.sigma = check_interval(type(self).__name__, "sigma", sigma, 1e-3)
 
     def apply(self, x: jax.Array, ctx: RecordContext) -> jax.Array:
         """Blurs one HWC image."""
@@ -118,7 +118,7 @@ class GaussianNoise(RandomOperator):
         field: str = "image",
     ):
         super().__init__(rngs=rngs, stream=stream, field=field)
-        value = check_number("GaussianNoise", "std", std, 0.0)
+        value = check_number(type(self).__name__, "std", std, 0.0)
         self.learnable = bool(learnable)
         self.std = hyperparameter(value, self.learnable)
 

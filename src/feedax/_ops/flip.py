@@ -10,9 +10,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from feedax._context import RecordContext
-from feedax._operator import RandomOperator
+from feedax._operator import RandomOperator, SpatialOperator
 from feedax._ops._common import (
-    SpatialOperator,
     check_choice,
     check_fields,
     check_probability,
@@ -52,9 +51,9 @@ class RandomFlip(SpatialOperator, RandomOperator):
         field: str = "image",
     ):
         super().__init__(rngs=rngs, stream=stream, field=field)
-        self.direction = check_choice("RandomFlip", "direction", direction, _DIRECTIONS)
-        self.p = check_probability("RandomFlip", "p", p)
-        self.fields = check_fields("RandomFlip", fields, field)
+        self.direction = check_choice(type(self).__name__, "direction", direction, _DIRECTIONS)
+        self.p = check_probability(type(self).__name__, "p", p)
+        self.fields = check_fields(type(self).__name__, fields, field)
 
     def draw(self, shape: tuple[int, ...], ctx: RecordContext) -> Any:
         """Whether the record is flipped."""

@@ -221,7 +221,7 @@ class Sharpness(ColorFactor):
 
     def apply(self, x: jax.Array, ctx: RecordContext) -> jax.Array:
         """Adjusts one image; the smoothed uint8 image is rounded, as PIL's filter."""
-        channels_1_or_3("Sharpness", x)
+        channels_1_or_3(type(self).__name__, x)
         return C.adjust_sharpness(x, self.factor(ctx))
 
 
@@ -285,7 +285,7 @@ class ColorJitter(RandomOperator):
 
     def apply(self, x: jax.Array, ctx: RecordContext) -> jax.Array:
         """Jitters one HWC image (1 or 3 channels); returns its dtype."""
-        channels_1_or_3("ColorJitter", x)
+        channels_1_or_3(type(self).__name__, x)
         parts = self.parts()
         if not parts:
             return x

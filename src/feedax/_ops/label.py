@@ -37,9 +37,9 @@ class OneHot(Operator):
 
     def __init__(self, num_classes: int, *, dtype: Any = jnp.float32, field: str = "label"):
         super().__init__(field=field)
-        self.num_classes = check_int("OneHot", "num_classes", num_classes, 1)
+        self.num_classes = check_int(type(self).__name__, "num_classes", num_classes, 1)
         if not jnp.issubdtype(dtype, jnp.floating):
-            raise fail("OneHot", "dtype", "a float dtype", dtype)
+            raise fail(type(self).__name__, "dtype", "a float dtype", dtype)
         self.dtype = jnp.dtype(dtype)
 
     def apply(self, x: jax.Array, ctx: RecordContext) -> jax.Array:
@@ -66,12 +66,12 @@ class LabelSmoothing(Operator):
 
     def __init__(self, epsilon: float = 0.1, *, field: str = "label"):
         super().__init__(field=field)
-        self.epsilon = check_number("LabelSmoothing", "epsilon", epsilon, 0.0, 1.0)
+        self.epsilon = check_number(type(self).__name__, "epsilon", epsilon, 0.0, 1.0)
 
-    def _check(self, x: jax.Array) -> None:
+    def check(self, x: jax.Array) -> None:
         if x.ndim != 1 or not jnp.issubdtype(x.dtype, jnp.floating):
             raise OperatorError(
-                f"LabelSmoothing: field {self.field!r} must be a float vector of class "
+                f"{type(self).__name__}: field {self.field!r} must be a float vector of class "
                 f"probabilities per record, got shape {tuple(x.shape)} and dtype {x.dtype}. Put "
                 "fx.OneHot(num_classes) before it."
             )

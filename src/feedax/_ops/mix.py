@@ -18,7 +18,7 @@ from flax import nnx
 
 from feedax._context import RecordContext
 from feedax._errors import OperatorError
-from feedax._operator import BatchOperator, Record, to_float
+from feedax._operator import RandomBatchOperator, Record, to_float
 from feedax._ops._common import below, check_number, like
 
 
@@ -94,7 +94,7 @@ def cutmix_box(shape: tuple[int, ...], lam: Any, cy: Any, cx: Any) -> tuple[jax.
     return mask, 1.0 - ((y2 - y1) * (x2 - x1)) / (height * width)
 
 
-class _Mix(BatchOperator):
+class _Mix(RandomBatchOperator):
     """Shared set-up, checks, draws and pairing of MixUp and CutMix (they implement ``_mix``)."""
 
     def __init__(
@@ -106,20 +106,18 @@ class _Mix(BatchOperator):
         field: str = "image",
         label_field: str = "label",
     ):
+        super().__init__(rngs=rngs, stream=stream)
         name = type(self).__name__
-        if not isinstance(rngs, nnx.Rngs):
-            raise OperatorError(
-                f"{name}: rngs must be an nnx.Rngs, got {type(rngs).__name__}. "
-                "Pass rngs=nnx.Rngs(augment=0)."
-            )
         self.alpha = check_number(name, "alpha", alpha, 1e-6)
         for what, value in (("field", field), ("label_field", label_field)):
             if not isinstance(value, str) or not value:
                 raise OperatorError(f"{name}: {what} must be a non-empty string, got {value!r}.")
         self.field = field
         self.label_field = label_field
-        self.stream_key = nnx.RngKey(rngs[stream]())
-        self.deterministic = False
+
+    def validate(self, batch: Record) -> None:
+        """Raises unless the batch has an image batch and one-hot labels."""
+        self._inputs(batch)
 
     def _inputs(self, batch: Record) -> tuple[jax.Array, jax.Array]:
         name = type(self).__name__
@@ -149,11 +147,9 @@ class _Mix(BatchOperator):
         lam = jax.vmap(lambda u: sample_beta(u[:-2], self.alpha))(u)
         return u[:, -2:], lam
 
-    def __call__(self, batch: Record, ctx: RecordContext) -> dict[str, Any]:
+    def transform(self, batch: Record, ctx: RecordContext) -> dict[str, Any]:
         """Mixes each record with its neighbour in the batch (see the class docstring)."""
         x, y = self._inputs(batch)
-        if self.deterministic:
-            return dict(batch)
         partner = jnp.roll(jnp.arange(x.shape[0]), 1)
         mix = ctx.valid & ctx.valid[partner]
         out = dict(batch)

@@ -52,11 +52,11 @@ class Normalize(Operator):
         self.mean = _per_channel(mean, "mean")
         self.std = _per_channel(std, "std")
         if min(self.std) <= 0:
-            raise OperatorError(f"Normalize: std must be positive, got {self.std}.")
+            raise OperatorError(f"{type(self).__name__}: std must be positive, got {self.std}.")
         if len(self.mean) != len(self.std) and 1 not in (len(self.mean), len(self.std)):
             raise OperatorError(
-                f"Normalize: mean has {len(self.mean)} values and std {len(self.std)}; give "
-                "one value or one per channel for each."
+                f"{type(self).__name__}: mean has {len(self.mean)} values and std "
+                f"{len(self.std)}; give one value or one per channel for each."
             )
 
     def apply(self, x: jax.Array, ctx: RecordContext) -> jax.Array:
@@ -64,8 +64,9 @@ class Normalize(Operator):
         channels = max(len(self.mean), len(self.std))
         if channels > 1 and x.shape[-1] != channels:
             raise OperatorError(
-                f"Normalize: {channels} per-channel values given but field {self.field!r} has "
-                f"{x.shape[-1]} channels (shape {tuple(x.shape)}). Give one value per channel."
+                f"{type(self).__name__}: {channels} per-channel values given but field "
+                f"{self.field!r} has {x.shape[-1]} channels (shape {tuple(x.shape)}). Give one "
+                "value per channel."
             )
         x = to_float(x)
         return (x - jnp.asarray(self.mean, x.dtype)) / jnp.asarray(self.std, x.dtype)
@@ -108,12 +109,16 @@ class RunningNormalize(Operator):
         super().__init__(field=field)
         if not isinstance(channels, int) or channels < 1:
             raise OperatorError(
-                f"RunningNormalize: channels must be an int >= 1, got {channels!r}."
+                f"{type(self).__name__}: channels must be an int >= 1, got {channels!r}."
             )
         if not 0.0 <= momentum < 1.0:
-            raise OperatorError(f"RunningNormalize: momentum must lie in [0, 1), got {momentum!r}.")
+            raise OperatorError(
+                f"{type(self).__name__}: momentum must lie in [0, 1), got {momentum!r}."
+            )
         if epsilon <= 0:
-            raise OperatorError(f"RunningNormalize: epsilon must be positive, got {epsilon!r}.")
+            raise OperatorError(
+                f"{type(self).__name__}: epsilon must be positive, got {epsilon!r}."
+            )
         self.channels = channels
         self.momentum = float(momentum)
         self.epsilon = float(epsilon)
@@ -126,8 +131,9 @@ class RunningNormalize(Operator):
         """Updates the statistics (train mode) and normalises one record."""
         if x.shape[-1] != self.channels:
             raise OperatorError(
-                f"RunningNormalize: built for {self.channels} channels but field {self.field!r} "
-                f"has {x.shape[-1]} (shape {tuple(x.shape)}). Pass channels={x.shape[-1]}."
+                f"{type(self).__name__}: built for {self.channels} channels but field "
+                f"{self.field!r} has {x.shape[-1]} (shape {tuple(x.shape)}). Pass "
+                f"channels={x.shape[-1]}."
             )
         x = to_float(x).astype(jnp.float32)
         if not self.use_running_average:

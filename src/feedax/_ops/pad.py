@@ -7,9 +7,9 @@ from typing import Any
 
 import jax
 
+from feedax._operator import SpatialOperator
 from feedax._ops import _geometry_fn as G
 from feedax._ops._common import (
-    SpatialOperator,
     check_choice,
     check_fields,
     check_number,
@@ -51,10 +51,10 @@ class Pad(SpatialOperator):
         field: str = "image",
     ):
         super().__init__(field=field)
-        self.padding = check_padding("Pad", padding)
-        self.mode = check_choice("Pad", "mode", mode, G.PAD_MODES)
-        self.fill = check_number("Pad", "fill", fill)
-        self.fields = check_fields("Pad", fields, field)
+        self.padding = check_padding(type(self).__name__, padding)
+        self.mode = check_choice(type(self).__name__, "mode", mode, G.PAD_MODES)
+        self.fill = check_number(type(self).__name__, "fill", fill)
+        self.fields = check_fields(type(self).__name__, fields, field)
 
     def warp(self, x: jax.Array, params: Any, main: bool) -> jax.Array:
         """Pads one HWC value."""

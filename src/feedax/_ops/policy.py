@@ -200,7 +200,7 @@ class RandAugment(_Policy):
     ):
         super().__init__(rngs=rngs, stream=stream, field=field)
         self._setup(num_magnitude_bins, interpolation, fill)
-        self.num_ops = check_int("RandAugment", "num_ops", num_ops, 1)
+        self.num_ops = check_int(type(self).__name__, "num_ops", num_ops, 1)
         self.magnitude = check_int(
             "RandAugment", "magnitude", magnitude, 0, self.num_magnitude_bins - 1
         )

@@ -10,10 +10,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from feedax._context import RecordContext
-from feedax._operator import RandomOperator
+from feedax._operator import RandomOperator, SpatialOperator
 from feedax._ops import _geometry_fn as G
 from feedax._ops._common import (
-    SpatialOperator,
     below,
     box_sides,
     check_choice,
@@ -56,11 +55,11 @@ class Resize(SpatialOperator):
         field: str = "image",
     ):
         super().__init__(field=field)
-        pair = check_size("Resize", "size", size)
+        pair = check_size(type(self).__name__, "size", size)
         self.size: int | tuple[int, int] = size if isinstance(size, int) else pair
-        self.method = check_choice("Resize", "method", method, tuple(G.RESIZE_METHODS))
+        self.method = check_choice(type(self).__name__, "method", method, tuple(G.RESIZE_METHODS))
         self.antialias = bool(antialias)
-        self.fields = check_fields("Resize", fields, field)
+        self.fields = check_fields(type(self).__name__, fields, field)
 
     def output_size(self, shape: tuple[int, ...]) -> tuple[int, int]:
         """The (height, width) of the output for an input of ``shape``."""
@@ -91,7 +90,9 @@ class RandomResizedCrop(SpatialOperator, RandomOperator):
     ``ratio``). The same distribution as torchvision's loop. The box position is uniform.
     Resampling is ``jax.image.scale_and_translate`` (antialiased when downscaling), so
     pixels just outside the box weigh in at its border, as PIL's ``resize(box=...)``.
-    The identity in eval mode (use ``Resize`` + ``CenterCrop`` for eval images).
+    In eval mode it resizes the central box of the output's aspect (the largest that
+    fits) to ``size``, so eval batches have the train shape: torchvision's
+    ``Resize(size) + CenterCrop(size)``, which users write by hand for eval.
 
     Args:
       size: output (height, width), or one int for a square.
@@ -150,6 +151,14 @@ class RandomResizedCrop(SpatialOperator, RandomOperator):
         top = jnp.where(found, below(u[-2], height - h + 1), (height - fh) // 2)
         left = jnp.where(found, below(u[-1], width - w + 1), (width - fw) // 2)
         return top, left, h, w
+
+    def eval_params(self, shape: tuple[int, ...]) -> Any:
+        """The largest central box with the aspect of ``size``."""
+        height, width = shape[0], shape[1]
+        out_h, out_w = self.size
+        h, w = min(height, round(width * out_h / out_w)), min(width, round(height * out_w / out_h))
+        h, w = max(1, h), max(1, w)
+        return (*G.center_crop_offsets(shape, (h, w)), h, w)
 
     def _fallback(self, height: int, width: int) -> tuple[int, int]:
         aspect = width / height

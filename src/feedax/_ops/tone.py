@@ -43,12 +43,12 @@ class Grayscale(Operator):
     def __init__(self, num_output_channels: int = 1, *, field: str = "image"):
         super().__init__(field=field)
         if num_output_channels not in (1, 3):
-            raise fail("Grayscale", "num_output_channels", "1 or 3", num_output_channels)
+            raise fail(type(self).__name__, "num_output_channels", "1 or 3", num_output_channels)
         self.num_output_channels = num_output_channels
 
     def apply(self, x: jax.Array, ctx: RecordContext) -> jax.Array:
         """Converts one HWC image (1 or 3 channels)."""
-        channels_1_or_3("Grayscale", x)
+        channels_1_or_3(type(self).__name__, x)
         return C.to_grayscale(x, self.num_output_channels)
 
 
@@ -76,11 +76,11 @@ class RandomGrayscale(RandomOperator):
         self, p: float = 0.1, *, rngs: nnx.Rngs, stream: str = "augment", field: str = "image"
     ):
         super().__init__(rngs=rngs, stream=stream, field=field)
-        self.p = check_probability("RandomGrayscale", "p", p)
+        self.p = check_probability(type(self).__name__, "p", p)
 
     def apply(self, x: jax.Array, ctx: RecordContext) -> jax.Array:
         """Converts one HWC image, or returns it."""
-        channels_1_or_3("RandomGrayscale", x)
+        channels_1_or_3(type(self).__name__, x)
         coin = self.record_uniforms(ctx, 1)[0] < self.p
         return jnp.where(coin, C.to_grayscale(x, x.shape[-1]), x)
 
@@ -103,7 +103,7 @@ class Solarize(Operator):
 
     def __init__(self, threshold: float = 0.5, *, field: str = "image"):
         super().__init__(field=field)
-        self.threshold = check_number("Solarize", "threshold", threshold, 0.0, 1.0)
+        self.threshold = check_number(type(self).__name__, "threshold", threshold, 0.0, 1.0)
 
     def apply(self, x: jax.Array, ctx: RecordContext) -> jax.Array:
         """Solarizes one image."""
@@ -130,7 +130,7 @@ class Posterize(Operator):
 
     def __init__(self, bits: int = 4, *, field: str = "image"):
         super().__init__(field=field)
-        self.bits = check_int("Posterize", "bits", bits, 0, 8)
+        self.bits = check_int(type(self).__name__, "bits", bits, 0, 8)
 
     def apply(self, x: jax.Array, ctx: RecordContext) -> jax.Array:
         """Posterizes one image."""

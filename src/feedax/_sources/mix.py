@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import numpy as np
@@ -10,8 +10,10 @@ from flax import nnx
 
 from feedax._errors import SourceError
 from feedax._order import EpochOrder
+from feedax._plan import Locate
 from feedax._source import Batch, Source
 from feedax._sources._common import locate
+from feedax._step import Position
 
 
 class Mix(Source):
@@ -80,10 +82,6 @@ class Mix(Source):
         self.sources = nnx.List(sources)
         self._lengths = tuple(lengths)
         self._offsets = tuple(int(o) for o in np.cumsum([0, *lengths]))
-        # The share of each source among itself and the sources after it: the chain of
-        # two-way splits that assigns the slots.
-        tail = np.cumsum(self.weights[::-1])[::-1]
-        self._shares = tuple(float(w / t) for w, t in zip(self.weights, tail, strict=True))
 
     def __len__(self) -> int:
         return self._offsets[-1]
@@ -95,55 +93,75 @@ class Mix(Source):
 
     def assign(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For each global slot: its source and how many earlier slots that source had."""
-        slots = np.asarray(slots, np.int64)
-        source = np.full(slots.shape, len(self._shares) - 1, np.int64)
-        count = slots.copy()  # the slot's rank among the slots not yet assigned
-        undecided = np.ones(slots.shape, bool)
-        for s, share in enumerate(self._shares[:-1]):
-            # Of the first h remaining slots, round(h * share) are source s's.
-            before = np.floor(count * share + 0.5).astype(np.int64)
-            mine = undecided & (np.floor((count + 1) * share + 0.5).astype(np.int64) > before)
-            source[mine] = s
-            count = np.where(mine, before, np.where(undecided, count - before, count))
-            undecided &= ~mine
-        return source, count
+        return assign(np.asarray(slots, np.int64), shares(self.weights))
 
-    def locate(
-        self, epoch: int, positions: np.ndarray, *, seed: int, shuffle: bool, delivered: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Global record ids at ``positions`` of mix epoch ``epoch``, and their own epochs.
+    # -- the schedule as pipeline state ----------------------------------------------------
 
-        Slots are numbered over the positions the pipeline delivers, so a dropped
-        remainder never leaves a hole in any source's epochs.
+    def schedule(self, delivered: int) -> np.ndarray:
+        """A fresh schedule (see :class:`feedax.MixSchedule`) for ``delivered`` slots an epoch."""
+        k = len(self._lengths)
+        return _pack(0, 0, delivered, self.weights, np.zeros(k, np.int64))
+
+    def rebase(self, value: np.ndarray, at: Position, delivered: int) -> np.ndarray:
+        """``value`` continued at ``at`` under this Mix's weights and ``delivered``.
+
+        If the schedule in ``value`` was made with other weights (a mixture changed
+        mid-run) or another number of slots per epoch, each source's count of records
+        taken up to ``at`` is computed under the old schedule, and a new schedule starts
+        there: every source continues exactly where it was, nothing skipped or repeated.
         """
-        source, count = self.assign(epoch * delivered + np.asarray(positions, np.int64))
-        ids = np.empty(source.shape, np.int64)
-        epochs = np.empty(source.shape, np.int64)
-        for s, length in enumerate(self._lengths):
-            mine = source == s
-            if not mine.any():
-                continue
-            own_epoch, position = np.divmod(count[mine], length)
-            found = np.empty(position.shape, np.int64)
-            for e in np.unique(own_epoch):
-                at = own_epoch == e
-                order = EpochOrder(
-                    length, seed=_source_seed(seed, s), epoch=int(e), shuffle=shuffle
-                )
-                found[at] = order(position[at])
-            ids[mine] = self._offsets[s] + found
-            epochs[mine] = own_epoch
-        return ids, epochs
+        origin_epoch, origin, old_delivered, weights, base = _unpack(value)
+        if weights == self.weights and old_delivered == delivered:
+            return value
+        taken = (at.epoch - origin_epoch) * old_delivered + at.position - origin
+        counts = base + _counts(taken, shares(weights))
+        return _pack(at.epoch, at.position, delivered, self.weights, counts)
+
+    def order(self, value: np.ndarray, *, seed: int, shuffle: bool) -> Locate:
+        """The mixed order of a schedule: (epoch, positions) -> (global ids, own epochs)."""
+        origin_epoch, origin, delivered, weights, base = _unpack(value)
+        split = shares(weights)
+
+        def locate(epoch: int, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            taken = (epoch - origin_epoch) * delivered + np.asarray(positions, np.int64) - origin
+            source, count = assign(taken, split)
+            count = count + base[source]
+            ids = np.empty(source.shape, np.int64)
+            epochs = np.empty(source.shape, np.int64)
+            for s, length in enumerate(self._lengths):
+                mine = source == s
+                if not mine.any():
+                    continue
+                own_epoch, position = np.divmod(count[mine], length)
+                found = np.empty(position.shape, np.int64)
+                for e in np.unique(own_epoch):
+                    at = own_epoch == e
+                    order = EpochOrder(
+                        length, seed=source_seed(seed, s), epoch=int(e), shuffle=shuffle
+                    )
+                    found[at] = order(position[at])
+                ids[mine] = self._offsets[s] + found
+                epochs[mine] = own_epoch
+            return ids, epochs
+
+        return locate
+
+    def metadata(self, indices: np.ndarray, columns: Sequence[str]) -> Batch:
+        """``columns`` of the records by global id, read from each source's metadata."""
+        return self._gather(indices, lambda s, at: s.metadata(at, columns))
 
     def read(self, indices: np.ndarray) -> Batch:
         """Records by global id (``offset of the source + index in it``), in order."""
+        return self._gather(indices, lambda s, at: s.read(at))
+
+    def _gather(self, indices: np.ndarray, read: Callable[[Source, np.ndarray], Batch]) -> Batch:
         indices = np.asarray(indices, np.int64)
         self._check_indices(indices)
         which, position = locate(np.asarray(self._offsets), indices)
         out: Batch | None = None
         for s in np.unique(which):
             at = np.flatnonzero(which == s)
-            part = self.sources[int(s)].read(position[at])
+            part = read(self.sources[int(s)], position[at])
             if out is None:
                 out = {k: np.empty((len(indices), *v.shape[1:]), v.dtype) for k, v in part.items()}
             for k, v in part.items():
@@ -152,6 +170,55 @@ class Mix(Source):
         return out
 
 
-def _source_seed(seed: int, source: int) -> int:
+def shares(weights: Sequence[float]) -> tuple[float, ...]:
+    """Each source's share among itself and the sources after it.
+
+    The chain of two-way splits that assigns the slots.
+    """
+    tail = np.cumsum(np.asarray(weights, np.float64)[::-1])[::-1]
+    return tuple(float(w / t) for w, t in zip(weights, tail, strict=True))
+
+
+def assign(slots: np.ndarray, split: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """For each slot (>= 0): its source, and how many earlier slots that source had."""
+    source = np.full(slots.shape, len(split) - 1, np.int64)
+    count = slots.copy()  # the slot's rank among the slots not yet assigned
+    undecided = np.ones(slots.shape, bool)
+    for s, share in enumerate(split[:-1]):
+        # Of the first h remaining slots, round(h * share) are source s's.
+        before = np.floor(count * share + 0.5).astype(np.int64)
+        mine = undecided & (np.floor((count + 1) * share + 0.5).astype(np.int64) > before)
+        source[mine] = s
+        count = np.where(mine, before, np.where(undecided, count - before, count))
+        undecided &= ~mine
+    return source, count
+
+
+def _counts(taken: int, split: Sequence[float]) -> np.ndarray:
+    """How many of the first ``taken`` slots each source has (the same chain of splits)."""
+    counts = np.zeros(len(split), np.int64)
+    rest = int(taken)
+    for s, share in enumerate(split[:-1]):
+        counts[s] = int(np.floor(rest * share + 0.5))
+        rest -= int(counts[s])
+    counts[-1] = rest
+    return counts
+
+
+def _pack(
+    origin_epoch: int, origin: int, delivered: int, weights: Sequence[float], counts: np.ndarray
+) -> np.ndarray:
+    bits = np.asarray(weights, np.float64).view(np.int64)
+    return np.concatenate([np.array([origin_epoch, origin, delivered], np.int64), bits, counts])
+
+
+def _unpack(value: np.ndarray) -> tuple[int, int, int, tuple[float, ...], np.ndarray]:
+    value = np.asarray(value, np.int64)
+    k = (len(value) - 3) // 2
+    weights = tuple(float(w) for w in value[3 : 3 + k].view(np.float64))
+    return int(value[0]), int(value[1]), int(value[2]), weights, value[3 + k :].copy()
+
+
+def source_seed(seed: int, source: int) -> int:
     """A seed of its own for each mixed source, so their orders are independent."""
     return (seed * 0x9E3779B1 + 0x632BE5AB * (source + 1)) & 0x7FFFFFFFFFFFFFFF

@@ -1,0 +1,142 @@
+"""The plan: which records form each row of an epoch, the one place rows are decided.
+
+A plan is a pure function of the seed, the epoch, the keyed order and source metadata
+(the columns a filter reads). It is computed window by window of the order from the
+cursor on, so resuming re-plans one window, and it is global: every process derives the
+same steps and reads only its own rows of each.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from feedax._filter import Filter
+from feedax._step import Position, Step
+
+Locate = Callable[[int, np.ndarray], tuple[np.ndarray, np.ndarray | None]]
+"""``(epoch, order positions) -> (record indices, their own epochs or None)``."""
+
+WINDOW = 4096
+"""Order positions a filter reads metadata for at once."""
+
+
+class RowPlan:
+    """Rows of consecutive records of the keyed order, optionally filtered.
+
+    Args:
+      n: order positions per epoch (records of the source).
+      batch_size: rows per step.
+      locate: the order: positions -> record indices; None when the device computes it
+        (the steps then carry no indices).
+      filter: keeps records by their metadata (needs ``locate`` and ``source``).
+      source: the source the filter reads metadata from.
+      mixed: whether ``locate`` gives each record its own epoch (a mixture).
+    """
+
+    def __init__(
+        self,
+        *,
+        n: int,
+        batch_size: int,
+        locate: Locate | None,
+        filter: Filter | None = None,
+        source: Any = None,
+        mixed: bool = False,
+    ):
+        self.n = n
+        self.batch_size = batch_size
+        self.locate = locate
+        self.filter = filter
+        self.source = source
+        self.mixed = mixed
+
+    def steps(self, at: Position, drop: bool) -> Iterator[Step]:
+        """The steps from ``at`` on, endlessly across epochs; ``drop``: no partial step."""
+        epoch, step, start = at
+        while True:
+            planned = self._filtered if self.filter is not None else self._consecutive
+            yield from planned(epoch, step, start, drop)
+            epoch, step, start = epoch + 1, 0, 0
+
+    def steps_per_epoch(self, drop: bool, epoch: int = 0) -> int:
+        """Steps in ``epoch``: known from ``n`` alone, or by filtering its metadata."""
+        kept = self.n if self.filter is None else self._count_kept(epoch)
+        b = self.batch_size
+        return kept // b if drop else -(-kept // b)
+
+    def _consecutive(self, epoch: int, step: int, start: int, drop: bool) -> Iterator[Step]:
+        n, b = self.n, self.batch_size
+        while start < n and not (drop and start + b > n):
+            began = time.perf_counter()
+            positions = np.arange(start, start + b, dtype=np.int64)
+            valid = positions < n
+            indices = epochs = rows = None
+            if self.locate is not None:
+                indices, epochs = self._padded(epoch, positions[valid], b)
+                rows = np.where(valid, positions, start)
+            last = start + b >= n or (drop and start + 2 * b > n)
+            end = min(start + b, n)
+            yield Step(epoch, step, start, end, indices, valid, epochs, last, rows, began=began)
+            start, step = end, step + 1
+
+    def _padded(
+        self, epoch: int, positions: np.ndarray, b: int
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Indices (and epochs) of ``positions``, padded to ``b`` rows with row 0's."""
+        assert self.locate is not None
+        indices, epochs = self.locate(epoch, positions)
+        if len(positions) < b:
+            pad = np.zeros(b - len(positions), np.int64)
+            indices = np.concatenate([indices, indices[pad]])
+            epochs = None if epochs is None else np.concatenate([epochs, epochs[pad]])
+        return indices, epochs
+
+    def _kept(self, epoch: int, start: int) -> Iterator[tuple[np.ndarray, ...]]:
+        """``(positions, indices, epochs)`` of the kept records from ``start``, by window."""
+        assert self.locate is not None and self.filter is not None
+        for lo in range(start, self.n, WINDOW):
+            positions = np.arange(lo, min(lo + WINDOW, self.n), dtype=np.int64)
+            indices, epochs = self.locate(epoch, positions)
+            if epochs is None:
+                epochs = np.full(len(indices), epoch, np.int64)
+            keep = self.filter.keep(self.source, indices)
+            yield positions[keep], indices[keep], epochs[keep]
+
+    def _count_kept(self, epoch: int) -> int:
+        return sum(len(p) for p, _, _ in self._kept(epoch, 0))
+
+    def _filtered(self, epoch: int, step: int, start: int, drop: bool) -> Iterator[Step]:
+        b = self.batch_size
+        windows = self._kept(epoch, start)
+        pending: list[np.ndarray] = [np.zeros(0, np.int64)] * 3
+        exhausted = False
+        while True:
+            began = time.perf_counter()
+            # Look a batch ahead: whether more rows follow tells if this step is the last.
+            while not exhausted and len(pending[0]) < 2 * b:
+                window = next(windows, None)
+                if window is None:
+                    exhausted = True
+                else:
+                    pending = [np.concatenate(pair) for pair in zip(pending, window, strict=True)]
+            count = min(b, len(pending[0]))
+            if count == 0 or (drop and count < b):
+                return
+            positions, indices, epochs = (p[:count] for p in pending)
+            pending = [p[count:] for p in pending]
+            rest = len(pending[0])
+            last = exhausted and (rest == 0 or (drop and rest < b))
+            valid = np.arange(b) < count
+            pad = np.zeros(b - count, np.int64)
+            indices = np.concatenate([indices, indices[pad]])
+            own = np.concatenate([epochs, epochs[pad]]) if self.mixed else None
+            rows = np.concatenate([positions, positions[pad]])
+            end = int(positions[-1]) + 1
+            yield Step(epoch, step, start, end, indices, valid, own, last, rows, began=began)
+            start, step = end, step + 1
+            if last:
+                return

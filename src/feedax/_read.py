@@ -1,0 +1,108 @@
+"""Reading planned steps: this process's rows, from the source or the host stage, to the devices."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import jax
+import numpy as np
+
+from feedax._host import HostMap
+from feedax._step import Loaded, Step
+from feedax._workers import HostExecutor, read_or_explain
+
+Spec = Mapping[str, jax.ShapeDtypeStruct]
+
+
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    """How one process's rows of a batch reach the devices.
+
+    Attributes:
+      batch_size: the global batch.
+      rows: this process's rows ``[lo, hi)`` of each global batch.
+      sharding: the batch's sharding (its all-``Auto`` twin), or None for the default
+        device, uncommitted.
+    """
+
+    batch_size: int
+    rows: tuple[int, int]
+    sharding: jax.sharding.Sharding | None
+
+    def put(self, step: Step, records: dict[str, np.ndarray], read: float) -> Loaded:
+        """``records`` (this process's rows of ``step``) on the devices, with their identities."""
+        began = time.perf_counter()
+        lo, hi = self.rows
+        assert step.indices is not None
+        arrays: dict[str, Any] = {"fields": records}
+        arrays["index"] = step.indices[lo:hi].astype(np.int32)
+        arrays["valid"] = step.valid[lo:hi]
+        if step.epochs is not None:
+            arrays["epochs"] = step.epochs[lo:hi].astype(np.int32)
+        placed = self._transfer(arrays)
+        return Loaded(
+            step,
+            placed["fields"],
+            placed["index"],
+            placed["valid"],
+            placed.get("epochs"),
+            read=read,
+            transfer=time.perf_counter() - began,
+        )
+
+    def _transfer(self, arrays: dict[str, Any]) -> dict[str, Any]:
+        local = jax.tree.map(
+            lambda v: np.asarray(v).astype(jax.dtypes.canonicalize_dtype(v.dtype), copy=False),
+            arrays,
+        )
+        if self.sharding is None:
+            # One call for everything; uncommitted, like jax.device_put, so the consumer's
+            # jitted step may mix these batches with arrays made anywhere without recompiling.
+            return jax.device_put(local)
+        return jax.tree.map(
+            lambda v: jax.make_array_from_process_local_data(
+                self.sharding, v, (self.batch_size, *v.shape[1:])
+            ),
+            local,
+        )
+
+
+class HostReader:
+    """Reads this process's rows of each step: from the source, or through a host stage.
+
+    The host stage keeps ``read_ahead`` steps in flight in its workers.
+    """
+
+    def __init__(
+        self, source: Any, host: HostMap | None, spec: Spec, placement: Placement, read_ahead: int
+    ):
+        self.source = source
+        self.host = host
+        self.spec = spec
+        self.placement = placement
+        self.read_ahead = read_ahead
+
+    def load(self, steps: Iterator[Step]) -> Iterator[Loaded]:
+        """The loaded steps, in order."""
+        lo, hi = self.placement.rows
+        requests = ((step, step.indices[lo:hi], step.epoch) for step in steps)  # type: ignore[index]
+        done: Iterator[tuple[Step, dict[str, np.ndarray]]]
+        if self.host is None:
+            done = ((step, read_or_explain(self.source, rows)) for step, rows, _ in requests)
+        else:
+            executor = HostExecutor(self.host, self.source, self.spec, read_ahead=self.read_ahead)
+            done = executor.map(requests)
+        for step, records in done:
+            yield self.placement.put(step, records, read=time.perf_counter() - step.began)
+
+
+class GatherReader:
+    """Data held on the device: nothing to read; the device step gathers each batch."""
+
+    def load(self, steps: Iterator[Step]) -> Iterator[Loaded]:
+        """The steps, to be gathered on the device."""
+        for step in steps:
+            yield Loaded(step, {}, None, None, None, time.perf_counter() - step.began, 0.0)
