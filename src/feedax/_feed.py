@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import numpy as np
@@ -51,11 +51,13 @@ class SkipFeed:
         return self.reader.load(self.plan.steps(at, False), at, drop)
 
 
-def order_of(source: Any, *, seed: int, shuffle: bool, schedule: np.ndarray | None) -> Locate:
+def order_of(
+    source: Any, *, seed: int, shuffle: bool, schedule: Callable[[], np.ndarray] | None
+) -> Locate:
     """The keyed order of ``source``: a mixture's schedule, or the Feistel permutation."""
     if isinstance(source, Mix):
         assert schedule is not None
-        return source.order(schedule, seed=seed, shuffle=shuffle)
+        return source.order(schedule(), seed=seed, shuffle=shuffle)
     n = len(source)
     orders: dict[int, EpochOrder] = {}
 
@@ -75,15 +77,18 @@ def plan_of(
     seed: int,
     shuffle: bool,
     filter: Filter | None,
-    schedule: np.ndarray | None,
+    schedule: Callable[[], np.ndarray] | None,
     on_device: bool,
 ) -> RowPlan:
     """The plan of a random-access source (the device orders on-device data itself)."""
-    locate = None if on_device else order_of(source, seed=seed, shuffle=shuffle, schedule=schedule)
+
+    def order() -> Locate:
+        return order_of(source, seed=seed, shuffle=shuffle, schedule=schedule)
+
     return RowPlan(
         n=len(source),
         batch_size=batch_size,
-        locate=locate,
+        order=None if on_device else order,
         filter=filter,
         source=source,
         mixed=isinstance(source, Mix),
@@ -110,6 +115,6 @@ def build_feed(
     assert plan is not None
     if skip:
         return SkipFeed(plan, SkipReader(source, host, spec, placement, read_ahead))
-    if plan.locate is None:
+    if plan.order is None:
         return PlannedFeed(plan, GatherReader())
     return PlannedFeed(plan, HostReader(source, host, spec, placement, read_ahead))

@@ -145,6 +145,7 @@ class Pipeline(nnx.Module):
             self.skipped = SkipLog(np.full(int(max_skip_fraction * len(source)), -1, np.int64))
         check_eval_shape(self.operators, spec, batch_size)  # traces: bad records fail here
         self._gather = self._start_gathering(spec)
+        self._rows, self._feed = self._choose_feed()
 
     def _start_gathering(self, spec: dict[str, jax.ShapeDtypeStruct]) -> _Gathering | None:
         """For on-device data: compile the step now, in the background, as the data uploads."""
@@ -190,27 +191,42 @@ class Pipeline(nnx.Module):
             return n - n % self.batch_size
         return n
 
-    def _plan(self) -> RowPlan:
-        schedule = np.asarray(self.mixture[...]) if isinstance(self.source, Mix) else None
-        return plan_of(
-            self.source,
-            batch_size=self.batch_size,
+    def _choose_feed(self) -> tuple[RowPlan | None, Feed]:
+        """The plan (None for a stream) and the feed that plans and reads, chosen once."""
+        source, plan = self.source, None
+        if isinstance(source, Source):
+            mixture = self.mixture if isinstance(source, Mix) else None
+            plan = plan_of(
+                source,
+                batch_size=self.batch_size,
+                seed=self.seed,
+                shuffle=self.shuffle,
+                filter=self.filter,
+                schedule=None if mixture is None else lambda: np.asarray(mixture[...]),
+                on_device=self._gather is not None,
+            )
+        feed = build_feed(
+            source,
+            plan,
+            host=self.host,
+            spec=dict(self._input_spec),
+            placement=self._placement,
+            skip=self.on_error == "skip",
+            window=self.shuffle_window,
             seed=self.seed,
-            shuffle=self.shuffle,
-            filter=self.filter,
-            schedule=schedule,
-            on_device=self._gather is not None,
+            read_ahead=max(self.prefetch, 1),
         )
+        return plan, feed
 
     @property
     def steps_per_epoch(self) -> int:
         """Batches in the current epoch in the current mode (an error for a stream)."""
-        if isinstance(self.source, StreamSource):
+        if self._rows is None:
             raise PipelineError(
                 f"Pipeline: the stream {self.source.name!r} has no known length, so neither has "
                 "an epoch; iterate pipe.epoch() to its end instead."
             )
-        return self._plan().steps_per_epoch(self._drops(), self.position[0])
+        return self._rows.steps_per_epoch(self._drops(), self.position[0])
 
     @property
     def output_spec(self) -> dict[str, jax.ShapeDtypeStruct]:
@@ -286,20 +302,6 @@ class Pipeline(nnx.Module):
                 self.mixture.set_value(rebased)
         return at
 
-    def _feed(self) -> Feed:
-        plan = None if isinstance(self.source, StreamSource) else self._plan()
-        return build_feed(
-            self.source,
-            plan,
-            host=self.host,
-            spec=dict(self._input_spec),
-            placement=self._placement,
-            skip=self.on_error == "skip",
-            window=self.shuffle_window,
-            seed=self.seed,
-            read_ahead=max(self.prefetch, 1),
-        )
-
     def _device_step(self) -> DeviceStep:
         nnx.update(self.operators, replicated(self._device_sharding, nnx.state(self.operators)))
         gather = None
@@ -321,7 +323,7 @@ class Pipeline(nnx.Module):
             # On-device data has no host work to run ahead: a thread would only add a
             # hand-over per batch.
             depth = 0 if self._gather is not None else self.prefetch
-            with Prefetcher(self._feed().load(at, self._drops()), depth) as ready:
+            with Prefetcher(self._feed.load(at, self._drops()), depth) as ready:
                 while True:
                     asked = time.perf_counter()
                     loaded = next(ready, None)

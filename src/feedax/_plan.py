@@ -30,8 +30,9 @@ class RowPlan:
     Args:
       n: order positions per epoch (records of the source).
       batch_size: rows per step.
-      locate: the order: positions -> record indices; None when the device computes it
-        (the steps then carry no indices).
+      order: makes the order (positions -> record indices) an iteration plans with, read
+        afresh at each start (a mixture's schedule may have moved); None when the device
+        computes the order (the steps then carry no indices).
       filter: keeps records by their metadata (needs ``locate`` and ``source``).
       source: the source the filter reads metadata from.
       mixed: whether ``locate`` gives each record its own epoch (a mixture).
@@ -42,14 +43,14 @@ class RowPlan:
         *,
         n: int,
         batch_size: int,
-        locate: Locate | None,
+        order: Callable[[], Locate] | None,
         filter: Filter | None = None,
         source: Any = None,
         mixed: bool = False,
     ):
         self.n = n
         self.batch_size = batch_size
-        self.locate = locate
+        self.order = order
         self.filter = filter
         self.source = source
         self.mixed = mixed
@@ -57,61 +58,57 @@ class RowPlan:
     def steps(self, at: Position, drop: bool) -> Iterator[Step]:
         """The steps from ``at`` on, endlessly across epochs; ``drop``: no partial step."""
         epoch, step, start = at
+        locate = None if self.order is None else self.order()
         while True:
-            planned = self._filtered if self.filter is not None else self._consecutive
-            yield from planned(epoch, step, start, drop)
+            if self.filter is not None:
+                assert locate is not None
+                yield from self._filtered(locate, epoch, step, start, drop)
+            else:
+                yield from self._consecutive(locate, epoch, step, start, drop)
             epoch, step, start = epoch + 1, 0, 0
 
     def steps_per_epoch(self, drop: bool, epoch: int = 0) -> int:
         """Steps in ``epoch``: known from ``n`` alone, or by filtering its metadata."""
-        kept = self.n if self.filter is None else self._count_kept(epoch)
+        kept = self.n
+        if self.filter is not None:
+            assert self.order is not None
+            kept = sum(len(p) for p, _, _ in self._kept(self.order(), epoch, 0))
         b = self.batch_size
         return kept // b if drop else -(-kept // b)
 
-    def _consecutive(self, epoch: int, step: int, start: int, drop: bool) -> Iterator[Step]:
+    def _consecutive(
+        self, locate: Locate | None, epoch: int, step: int, start: int, drop: bool
+    ) -> Iterator[Step]:
         n, b = self.n, self.batch_size
         while start < n and not (drop and start + b > n):
             began = time.perf_counter()
             positions = np.arange(start, start + b, dtype=np.int64)
             valid = positions < n
             indices = epochs = rows = None
-            if self.locate is not None:
-                indices, epochs = self._padded(epoch, positions[valid], b)
+            if locate is not None:
+                indices, epochs = _padded(locate(epoch, positions[valid]), b)
                 rows = np.where(valid, positions, start)
             last = start + b >= n or (drop and start + 2 * b > n)
             end = min(start + b, n)
             yield Step(epoch, step, start, end, indices, valid, epochs, last, rows, began=began)
             start, step = end, step + 1
 
-    def _padded(
-        self, epoch: int, positions: np.ndarray, b: int
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Indices (and epochs) of ``positions``, padded to ``b`` rows with row 0's."""
-        assert self.locate is not None
-        indices, epochs = self.locate(epoch, positions)
-        if len(positions) < b:
-            pad = np.zeros(b - len(positions), np.int64)
-            indices = np.concatenate([indices, indices[pad]])
-            epochs = None if epochs is None else np.concatenate([epochs, epochs[pad]])
-        return indices, epochs
-
-    def _kept(self, epoch: int, start: int) -> Iterator[tuple[np.ndarray, ...]]:
+    def _kept(self, locate: Locate, epoch: int, start: int) -> Iterator[tuple[np.ndarray, ...]]:
         """``(positions, indices, epochs)`` of the kept records from ``start``, by window."""
-        assert self.locate is not None and self.filter is not None
+        assert self.filter is not None
         for lo in range(start, self.n, WINDOW):
             positions = np.arange(lo, min(lo + WINDOW, self.n), dtype=np.int64)
-            indices, epochs = self.locate(epoch, positions)
+            indices, epochs = locate(epoch, positions)
             if epochs is None:
                 epochs = np.full(len(indices), epoch, np.int64)
             keep = self.filter.keep(self.source, indices)
             yield positions[keep], indices[keep], epochs[keep]
 
-    def _count_kept(self, epoch: int) -> int:
-        return sum(len(p) for p, _, _ in self._kept(epoch, 0))
-
-    def _filtered(self, epoch: int, step: int, start: int, drop: bool) -> Iterator[Step]:
+    def _filtered(
+        self, locate: Locate, epoch: int, step: int, start: int, drop: bool
+    ) -> Iterator[Step]:
         b = self.batch_size
-        windows = self._kept(epoch, start)
+        windows = self._kept(locate, epoch, start)
         pending: list[np.ndarray] = [np.zeros(0, np.int64)] * 3
         exhausted = False
         while True:
@@ -140,3 +137,15 @@ class RowPlan:
             start, step = end, step + 1
             if last:
                 return
+
+
+def _padded(
+    located: tuple[np.ndarray, np.ndarray | None], b: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Indices (and epochs) padded to ``b`` rows with row 0's."""
+    indices, epochs = located
+    if len(indices) < b:
+        pad = np.zeros(b - len(indices), np.int64)
+        indices = np.concatenate([indices, indices[pad]])
+        epochs = None if epochs is None else np.concatenate([epochs, epochs[pad]])
+    return indices, epochs

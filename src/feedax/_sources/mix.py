@@ -35,6 +35,12 @@ class Mix(Source):
     own); the interleave itself is fixed, so the proportions hold in every window of the
     stream. The cursor is the slot, so a mixed stream resumes exactly.
 
+    The weights may change mid-run: a pipeline whose Mix has other weights than the
+    state it loads continues each source exactly where it was (no record skipped or
+    repeated) and interleaves with the new weights from the cursor on. Its schedule
+    (origin, weights, each source's count) is the pipeline's ``mixture`` state. Other
+    sources (added, removed, resized) make another stream: loading raises.
+
     Args:
       sources: the sources; their records must have the same fields, shapes and dtypes.
       weights: relative proportions (positive); default: proportional to the lengths.
