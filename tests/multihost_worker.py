@@ -1,34 +1,24 @@
-"""One process of a multi-process feedax run (used by test_multiprocess.py).
+"""One process of a multi-process feedax run (used by test_multiprocess.py)."""
 
-argv: coordinator_port process_id num_processes out_json steps save_step
-"""
+# ruff: noqa: I001  (multihost_init must run before anything imports jax)
+from multihost_init import OUT, SAVE_STEP, STEPS
 
 import json
-import os
-import sys
 
-port, pid, nproc, out, steps, save_step = sys.argv[1:7]
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+import jax
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
-import jax  # noqa: E402
-
-jax.config.update("jax_cpu_collectives_implementation", "gloo")
-jax.distributed.initialize(f"127.0.0.1:{port}", num_processes=int(nproc), process_id=int(pid))
-
-import numpy as np  # noqa: E402
-from jax.sharding import NamedSharding  # noqa: E402
-from jax.sharding import PartitionSpec as P  # noqa: E402
-
-sys.path.insert(0, os.path.dirname(__file__))
-from flax import nnx  # noqa: E402
-from helpers import make_pipeline  # noqa: E402
+from flax import nnx
+from helpers import make_pipeline
 
 mesh = jax.make_mesh((jax.device_count(),), ("data",))
 pipe = make_pipeline(60, batch_size=8, sharding=NamedSharding(mesh, P("data")))
 records = []
 saved = None
 it = iter(pipe)
-for step in range(int(steps)):
+for step in range(STEPS):
     batch = next(it)
     rows = {}
     for shard in batch["id"].addressable_shards:
@@ -39,12 +29,12 @@ for step in range(int(steps)):
         ):
             rows[start + k] = [int(i), img.astype(float).round(4).ravel().tolist()]
     records.append(rows)
-    if step + 1 == int(save_step):
+    if step + 1 == SAVE_STEP:
         state = nnx.state(pipe)
         saved = {
             "cursor": np.asarray(state["cursor"][...]).tolist(),
             "mean": np.asarray(pipe.operators[2].mean[...]).tolist(),
         }
-with open(out, "w") as f:
+with open(OUT, "w") as f:
     json.dump({"records": records, "saved": saved, "devices": jax.device_count()}, f)
 jax.distributed.shutdown()

@@ -200,12 +200,6 @@ def test_w2folder_files_are_the_w2_jpegs_labelled_by_folder(cache: str) -> None:
         _data.generate(cfg)
 
 
-def test_feedax_unbuilt_workloads_are_not_implemented(cache: str) -> None:
-    data, cfg = _w3(cache)
-    with pytest.raises(NotImplementedError):
-        _variants.load_function("feedax", "w3")(data, cfg)
-
-
 # ------------------------------------------------------------------------------ W3
 
 W3_VARIANTS = ["reference", "grain"] + (["torch"] if HAS_TORCH else [])
@@ -250,7 +244,7 @@ def test_w3_packing_equal_across_variants(cache: str) -> None:
                 np.testing.assert_array_equal(a[key], b[key], err_msg=f"{v} {key}")
 
 
-@pytest.mark.parametrize("variant", W3_VARIANTS)
+@pytest.mark.parametrize("variant", [*W3_VARIANTS, "feedax", "grain-bestfit", "grain-defaults"])
 def test_w3_shuffled_packs_whole_distinct_records(cache: str, variant: str) -> None:
     data, cfg = _w3(cache)
     lookup = {tuple(_data.sequence(data, i)): i for i in range(len(data))}
@@ -258,6 +252,16 @@ def test_w3_shuffled_packs_whole_distinct_records(cache: str, variant: str) -> N
     ids = [lookup[tuple(s)] for s in seqs]  # KeyError: a packed sequence is not a record
     assert len(set(ids)) == len(ids)
     assert ids != sorted(ids)
+
+
+def test_grain_packing_variants_have_only_w3_and_time_a_restore(cache: str) -> None:
+    with pytest.raises(NotImplementedError):
+        _variants.load_function("grain-bestfit", "w1")
+    data, cfg = _w3(cache)
+    from feedax.bench import _feedax, _grain_packing
+
+    assert 0 < _grain_packing.restore_best_fit(data, cfg) < 60
+    assert 0 < _feedax.restore_w3(data, cfg, after=5) < 60
 
 
 def test_first_fit_packer_semantics() -> None:
@@ -332,7 +336,7 @@ def test_harness_end_to_end(tmp_path: Any, cache: str) -> None:
         assert rows[(wl, "reference")]["status"] == "ok", rows[(wl, "reference")]
         assert rows[(wl, "reference")]["vs_reference"] == pytest.approx(1.0)
     assert rows[("w1", "feedax")]["status"] == "ok", rows[("w1", "feedax")]
-    assert rows[("w3", "feedax")]["status"] == "n/a"
+    assert rows[("w3", "feedax")]["status"] == "ok", rows[("w3", "feedax")]
     expected_tf = "ok" if importlib.util.find_spec("tensorflow") else "not installed"
     assert rows[("w1", "tfdata")]["status"] in (expected_tf, "n/a")
     with Image.open(tmp_path / "bench.png") as png:

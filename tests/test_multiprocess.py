@@ -1,54 +1,20 @@
 """Invariant 6 for real: several processes with jax.distributed on 127.0.0.1 (gloo)."""
 
-import json
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import host, make_pipeline
 from flax import nnx
+from multihost import run_workers
 
 WORKER = Path(__file__).parent / "multihost_worker.py"
 STEPS, SAVE_STEP = 10, 4  # 7 batches per epoch: crosses an epoch boundary
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def two_process_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("multihost")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                str(WORKER),
-                str(port),
-                str(i),
-                "2",
-                str(out / f"{i}.json"),
-                str(STEPS),
-                str(SAVE_STEP),
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        for i in range(2)
-    ]
-    logs = [p.communicate(timeout=300)[0].decode() for p in procs]
-    for p, log in zip(procs, logs, strict=True):
-        assert p.returncode == 0, log[-3000:]
-    return [json.loads((out / f"{i}.json").read_text()) for i in range(2)]
+    return run_workers(WORKER, tmp_path_factory.mktemp("multihost"), STEPS, SAVE_STEP)
 
 
 def test_union_of_processes_is_the_single_process_batch(two_process_run):

@@ -111,6 +111,6 @@ def test_state_from_a_different_pipeline_is_rejected_by_nnx_update():
 
 def test_corrupt_cursor_is_rejected():
     pipe = make_pipeline(40, batch_size=8)
-    pipe.cursor[...] = np.array([0, 5, 41])
-    with pytest.raises(fx.StateMismatchError, match=r"cursor \[0, 5, 41\] is not a valid"):
+    pipe.cursor[...] = np.array([0, 5, 41, 0])
+    with pytest.raises(fx.StateMismatchError, match=r"cursor \[0, 5, 41, 0\] is not a valid"):
         next(iter(pipe))

@@ -234,7 +234,7 @@ def small(ops=None, *, batch_size=4, **kw):
     ("other", "what"),
     [
         (lambda: small(seed=1), "the seed or shuffle"),
-        (lambda: small(batch_size=5), "batch_size or drop_remainder"),
+        (lambda: small(batch_size=5), "batch_size, drop_remainder or the packing"),
         (lambda: small([fx.RandomFlip(p=0.3, rngs=nnx.Rngs(augment=0))]), "the operators"),
         (lambda: fx.Pipeline(images_source(21), batch_size=4), "the source"),
     ],

@@ -46,6 +46,7 @@ from feedax._ops.tone import (
     Solarize,
 )
 from feedax._order import EpochOrder
+from feedax._pack import Pack
 from feedax._pipeline import Pipeline
 from feedax._profile import Profile
 from feedax._skip import SkipLog
@@ -62,8 +63,11 @@ from feedax._sources import (
     write_array_record,
 )
 from feedax._sources.mix import Mix
-from feedax._state import Cursor, MixSchedule, Signature
+from feedax._sources.text import JsonlSource, TextSource
+from feedax._sources.tokens import Ragged, TokenSource, write_tokens
+from feedax._state import Cursor, MixSchedule, Signature, TruncatedTokens
 from feedax._stream import StreamSource
+from feedax._tokenize import tokenize
 
 __version__ = "0.1.0"
 
@@ -96,6 +100,7 @@ __all__ = [
     "Hue",
     "ImageFolderSource",
     "Invert",
+    "JsonlSource",
     "LabelSmoothing",
     "MixUp",
     "Mix",
@@ -106,6 +111,7 @@ __all__ = [
     "OneOf",
     "Operator",
     "OperatorError",
+    "Pack",
     "Pad",
     "ParquetSource",
     "Pipeline",
@@ -124,6 +130,7 @@ __all__ = [
     "RandomOperator",
     "RandomResizedCrop",
     "RandomRotation",
+    "Ragged",
     "RecordContext",
     "Resize",
     "RunningNormalize",
@@ -138,12 +145,17 @@ __all__ = [
     "SpatialOperator",
     "StateMismatchError",
     "StreamSource",
+    "TextSource",
     "ToFloat",
+    "TokenSource",
     "TrivialAugment",
+    "TruncatedTokens",
     "apply_operators",
     "checkpoint",
     "decode_record",
     "encode_record",
     "functional",
+    "tokenize",
     "write_array_record",
+    "write_tokens",
 ]

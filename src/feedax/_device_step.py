@@ -72,9 +72,13 @@ class DeviceStep:
         sharding: jax.sharding.Sharding | None,
         device_sharding: jax.sharding.Sharding | None,
     ):
-        self.call = BoundOperators(operators, donate=True)
+        # Without operators (packed token rows, say) there is nothing to run per batch.
+        self.call = BoundOperators(operators, donate=True) if len(operators) or gather else None
         self.gather = gather
-        self.gathered = None if gather is None else self.call.gathering(**gather.layout)
+        self.gathered = None
+        if gather is not None:
+            assert self.call is not None
+            self.gathered = self.call.gathering(**gather.layout)
         self.with_valid = with_valid
         self.relabel = sharding if sharding is not device_sharding else None
         self._keys: tuple[int, np.ndarray] = (-1, np.zeros(0, np.uint32))
@@ -92,7 +96,9 @@ class DeviceStep:
         else:
             epochs = np.int32(step.epoch) if loaded.epochs is None else loaded.epochs
             valid = loaded.valid
-            out = self.call(dict(loaded.fields), epochs, loaded.index, valid)
+            out = dict(loaded.fields)
+            if self.call is not None:
+                out = self.call(out, epochs, loaded.index, valid)
         if self.with_valid:
             out[VALID] = valid
         if self.relabel is not None:

@@ -11,7 +11,8 @@ import numpy as np
 from feedax._filter import Filter
 from feedax._host import HostMap
 from feedax._order import EpochOrder
-from feedax._plan import Locate, RowPlan
+from feedax._pack import PackedReader
+from feedax._plan import Locate, Planner, RowPlan
 from feedax._read import GatherReader, HostReader, Placement
 from feedax._skip import SkipReader
 from feedax._sources.mix import Mix
@@ -31,8 +32,8 @@ class Feed(Protocol):
 class PlannedFeed:
     """Rows decided by the plan alone; each process reads its own rows of each step."""
 
-    plan: RowPlan
-    reader: HostReader | GatherReader
+    plan: Planner
+    reader: HostReader | GatherReader | PackedReader
 
     def load(self, at: Position, drop: bool) -> Iterator[Loaded]:
         """The loaded steps from ``at`` on."""

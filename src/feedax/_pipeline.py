@@ -13,22 +13,30 @@ from flax import nnx
 from feedax._apply import AnyOperator, apply_operators, traced_spec
 from feedax._device_step import VALID, CompileAhead, DeviceStep, Gather
 from feedax._errors import PipelineError, StateMismatchError
-from feedax._feed import Feed, build_feed, plan_of
+from feedax._feed import Feed, PlannedFeed, build_feed, order_of, plan_of
 from feedax._filter import Filter
 from feedax._host import HostMap
 from feedax._modes import claim, mode_holders, mode_of
+from feedax._pack import CUT, Pack, PackedReader, PackPlan
 from feedax._placement import DeviceData, auto_axes, local_rows, replicated
-from feedax._plan import RowPlan
+from feedax._plan import Locate, Planner
 from feedax._prefetch import Prefetcher
 from feedax._profile import Profile, StageTimes
 from feedax._read import Placement
 from feedax._skip import SkipLog, record_skips
 from feedax._source import Source
 from feedax._sources.mix import Mix
-from feedax._state import Cursor, MixSchedule, Signature, operator_fingerprint, signature
+from feedax._state import (
+    Cursor,
+    MixSchedule,
+    Signature,
+    TruncatedTokens,
+    operator_fingerprint,
+    signature,
+)
 from feedax._step import Position
 from feedax._stream import StreamSource
-from feedax._validate import check_arguments, check_eval_shape, check_records
+from feedax._validate import check_arguments, check_eval_shape, check_records, record_spec
 
 Batch = dict[str, jax.Array]
 
@@ -75,6 +83,8 @@ class Pipeline(nnx.Module):
         operators; see :class:`HostMap`.
       filter: keep only the records whose metadata satisfy a predicate, decided when
         planning; see :class:`Filter`.
+      pack: pack a ragged token field into rows of a fixed length (each row of the batch
+        holds several sequences, with segment ids and positions); see :class:`Pack`.
       prefetch: batches read and transferred ahead in a background thread (0: none); the
         host stage also keeps this many batches in flight in its workers. Data kept on the
         device (``ArraySource(on_device=True)``) has nothing to read ahead: each batch is
@@ -114,6 +124,7 @@ class Pipeline(nnx.Module):
         sharding: jax.sharding.Sharding | None = None,
         host: HostMap | None = None,
         filter: Filter | None = None,
+        pack: Pack | None = None,
         prefetch: int = 2,
         on_error: Literal["raise", "skip"] = "raise",
         max_skip_fraction: float = 0.01,
@@ -122,7 +133,7 @@ class Pipeline(nnx.Module):
         options = locals()
         del options["self"], options["source"], options["operators"]
         check_arguments(source, _as_list(operators), **options)
-        self.source, self.host, self.filter = source, host, filter
+        self.source, self.host, self.filter, self.pack = source, host, filter, pack
         self.operators = nnx.List(_as_list(operators))
         claim(self, [(f"operators[{i}]", op) for i, op in enumerate(self.operators)])
         self.batch_size, self.shuffle, self.seed = batch_size, bool(shuffle), int(seed)
@@ -131,21 +142,31 @@ class Pipeline(nnx.Module):
         self.sharding = sharding
         self._device_sharding = None if sharding is None else auto_axes(sharding)
         rows = (0, batch_size) if sharding is None else local_rows(sharding, batch_size)
-        self._placement = Placement(batch_size, rows, self._device_sharding)
-        spec = source.element_spec if host is None else host.output_spec(source)
+        uses = bool(self.operators)  # operators read the rows' identities and mask
+        masked = uses or drop_remainder is not True
+        self._placement = Placement(batch_size, rows, self._device_sharding, uses, masked)
+        spec = record_spec(source, host, pack)
         check_records(source, spec, host, may_pad=drop_remainder is not True)
         self._input_spec = tuple(spec.items())
         self.deterministic = False  # the pipeline's own mode, set by train() / eval()
         self._holders = _Holders([self.operators, *([host] if host else [])])
-        self.cursor = Cursor(np.zeros(3, np.int64))
-        self.blueprint = Signature(signature(self._components(spec)))
-        if isinstance(source, Mix):
-            self.mixture = MixSchedule(source.schedule(self._delivered(self._drops())))
-        if on_error == "skip" and isinstance(source, Source):
-            self.skipped = SkipLog(np.full(int(max_skip_fraction * len(source)), -1, np.int64))
+        self._make_state(spec)
         check_eval_shape(self.operators, spec, batch_size)  # traces: bad records fail here
         self._gather = self._start_gathering(spec)
         self._rows, self._feed = self._choose_feed()
+
+    def _make_state(self, spec: dict[str, jax.ShapeDtypeStruct]) -> None:
+        """The pipeline's Variables: cursor, signature, and what its options keep."""
+        source = self.source
+        self.cursor = Cursor(np.zeros(4, np.int64))
+        self.blueprint = Signature(signature(self._components(spec)))
+        if isinstance(source, Mix):
+            self.mixture = MixSchedule(source.schedule(self._delivered(self._drops())))
+        if self.on_error == "skip" and isinstance(source, Source):
+            capacity = int(self.max_skip_fraction * len(source))
+            self.skipped = SkipLog(np.full(capacity, -1, np.int64))
+        if self.pack is not None and self.pack.long == "truncate":
+            self.truncated = TruncatedTokens(np.zeros((), np.int64))
 
     def _start_gathering(self, spec: dict[str, jax.ShapeDtypeStruct]) -> _Gathering | None:
         """For on-device data: compile the step now, in the background, as the data uploads."""
@@ -167,7 +188,7 @@ class Pipeline(nnx.Module):
             "source": (type(source).__qualname__, -1 if stream else len(source)),  # type: ignore[arg-type]
             "fields": sorted((k, v.shape, str(v.dtype)) for k, v in spec.items()),
             "order": (self.seed, self.shuffle),
-            "batching": (self.batch_size, self.drop_remainder),
+            "batching": (self.batch_size, self.drop_remainder, _pack_config(self.pack)),
             "host": None if self.host is None else self.host.name,
             "operators": operator_fingerprint(self.operators),
             "filter": None if self.filter is None else (self.filter.name, self.filter.columns),
@@ -191,9 +212,11 @@ class Pipeline(nnx.Module):
             return n - n % self.batch_size
         return n
 
-    def _choose_feed(self) -> tuple[RowPlan | None, Feed]:
+    def _choose_feed(self) -> tuple[Planner | None, Feed]:
         """The plan (None for a stream) and the feed that plans and reads, chosen once."""
         source, plan = self.source, None
+        if self.pack is not None:
+            return self._choose_packing()
         if isinstance(source, Source):
             mixture = self.mixture if isinstance(source, Mix) else None
             plan = plan_of(
@@ -217,6 +240,30 @@ class Pipeline(nnx.Module):
             read_ahead=max(self.prefetch, 1),
         )
         return plan, feed
+
+    def _choose_packing(self) -> tuple[Planner, Feed]:
+        source, pack = self.source, self.pack
+        assert isinstance(source, Source) and pack is not None
+
+        def order() -> Locate:
+            return order_of(source, seed=self.seed, shuffle=self.shuffle, schedule=None)
+
+        lengths = source.lengths  # type: ignore[attr-defined]
+        plan = PackPlan(
+            n=len(source),
+            batch_size=self.batch_size,
+            order=order,
+            lengths=lengths,
+            pack=pack,
+            filter=self.filter,
+            source=source,
+        )
+        return plan, PlannedFeed(plan, PackedReader(source, pack, self._placement))
+
+    @property
+    def truncated_tokens(self) -> int:
+        """Tokens cut off sequences longer than a row so far (``Pack(long="truncate")``)."""
+        return int(np.asarray(self.truncated[...])) if hasattr(self, "truncated") else 0
 
     @property
     def steps_per_epoch(self) -> int:
@@ -247,8 +294,8 @@ class Pipeline(nnx.Module):
     @property
     def position(self) -> tuple[int, int]:
         """The cursor as ``(epoch, order position of the next record to consider)``."""
-        epoch, _, position = (int(v) for v in np.asarray(self.cursor[...]))
-        return epoch, position
+        cursor = np.asarray(self.cursor[...])
+        return int(cursor[0]), int(cursor[2])
 
     # -- applying the operators ------------------------------------------------------------
 
@@ -289,10 +336,10 @@ class Pipeline(nnx.Module):
         cursor = np.asarray(self.cursor[...])
         stream = isinstance(self.source, StreamSource)
         n = 2**62 if stream else len(self.source)  # type: ignore[arg-type]
-        if cursor.shape != (3,) or cursor.min() < 0 or cursor[2] > n:
+        if cursor.shape != (4,) or cursor.min() < 0 or cursor[2] > n:
             raise StateMismatchError(
-                f"Pipeline: the cursor {cursor.tolist()} is not a valid [epoch, step, position] "
-                f"for a source of {n} records. Restore a state saved by this pipeline."
+                f"Pipeline: the cursor {cursor.tolist()} is not a valid [epoch, step, position, "
+                f"offset] for a source of {n} records. Restore a state saved by this pipeline."
             )
         at = Position(*(int(v) for v in cursor))
         if isinstance(self.source, Mix):
@@ -339,6 +386,9 @@ class Pipeline(nnx.Module):
                         times.add(received - asked, loaded, received, batch)
                     if step.skipped:
                         self._record_skips(step.skipped)
+                    if step.segments is not None and hasattr(self, "truncated"):
+                        cut = int(step.segments[:, CUT].sum())
+                        self.truncated.set_value(np.asarray(self.truncated[...]) + cut)
                     # Replace, never write into, the array: snapshots of the state keep theirs.
                     mine = np.asarray(step.after, np.int64)
                     self.cursor.set_value(mine)
@@ -423,4 +473,19 @@ def _as_list(operators: Any) -> list[Any]:
 def _unchanged(cursor: Cursor, mine: np.ndarray) -> bool:
     """Whether the cursor still holds the array the iteration put there, unmodified."""
     held = cursor.get_raw_value()
-    return held is mine and held.shape == (3,) and held.tolist() == mine.tolist()
+    return held is mine and held.shape == (4,) and held.tolist() == mine.tolist()
+
+
+def _pack_config(pack: Pack | None) -> Any:
+    if pack is None:
+        return None
+    return (
+        pack.length,
+        pack.field,
+        pack.method,
+        pack.window,
+        pack.long,
+        pack.max_segments,
+        pack.targets,
+        pack.pad_id,
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -22,6 +22,18 @@ Locate = Callable[[int, np.ndarray], tuple[np.ndarray, np.ndarray | None]]
 
 WINDOW = 4096
 """Order positions a filter reads metadata for at once."""
+
+
+class Planner(Protocol):
+    """Decides the rows of each epoch: the steps from a cursor on."""
+
+    def steps(self, at: Position, drop: bool) -> Iterator[Step]:
+        """The steps from ``at`` on, endlessly across epochs; ``drop``: no partial step."""
+        ...
+
+    def steps_per_epoch(self, drop: bool, epoch: int = 0) -> int:
+        """Steps in ``epoch``."""
+        ...
 
 
 class RowPlan:
@@ -57,7 +69,7 @@ class RowPlan:
 
     def steps(self, at: Position, drop: bool) -> Iterator[Step]:
         """The steps from ``at`` on, endlessly across epochs; ``drop``: no partial step."""
-        epoch, step, start = at
+        epoch, step, start, _ = at
         locate = None if self.order is None else self.order()
         while True:
             if self.filter is not None:

@@ -26,11 +26,15 @@ class Placement:
       rows: this process's rows ``[lo, hi)`` of each global batch.
       sharding: the batch's sharding (its all-``Auto`` twin), or None for the default
         device, uncommitted.
+      identities: also transfer the rows' record indices and epochs (operators need them).
+      masks: also transfer the valid mask (operators or the ``"valid"`` field need it).
     """
 
     batch_size: int
     rows: tuple[int, int]
     sharding: jax.sharding.Sharding | None
+    identities: bool = True
+    masks: bool = True
 
     def put(self, step: Step, records: dict[str, np.ndarray], read: float) -> Loaded:
         """``records`` (this process's rows of ``step``) on the devices, with their identities."""
@@ -38,16 +42,18 @@ class Placement:
         lo, hi = self.rows
         assert step.indices is not None
         arrays: dict[str, Any] = {"fields": records}
-        arrays["index"] = step.indices[lo:hi].astype(np.int32)
-        arrays["valid"] = step.valid[lo:hi]
-        if step.epochs is not None:
-            arrays["epochs"] = step.epochs[lo:hi].astype(np.int32)
+        if self.identities:
+            arrays["index"] = step.indices[lo:hi].astype(np.int32)
+            if step.epochs is not None:
+                arrays["epochs"] = step.epochs[lo:hi].astype(np.int32)
+        if self.masks:
+            arrays["valid"] = step.valid[lo:hi]
         placed = self._transfer(arrays)
         return Loaded(
             step,
             placed["fields"],
-            placed["index"],
-            placed["valid"],
+            placed.get("index"),
+            placed.get("valid"),
             placed.get("epochs"),
             read=read,
             transfer=time.perf_counter() - began,

@@ -63,7 +63,7 @@ class SkipReader:
 
     def _assemble(self, chunks: Iterator[Any], at: Position, drop: bool) -> Iterator[Loaded]:
         size = self.placement.batch_size
-        epoch, step, start = at
+        epoch, step, start, _ = at
         rows: list[_Row] = []
         bad: list[tuple[int, int]] = []
         began = time.perf_counter()

@@ -13,14 +13,19 @@ from feedax._errors import StateMismatchError
 
 
 class Cursor(nnx.Variable):
-    """Where a pipeline is: ``[epoch, step, position]``, an int64 array of shape ``(3,)``.
+    """Where a pipeline is: ``[epoch, step, position, offset]``, int64 of shape ``(4,)``.
 
     ``step`` counts the batches of the epoch already handed to the consumer; ``position``
     is the order position of the next record to consider, global over all processes (so
     a run can resume on another number of hosts), with filtered and skipped records
-    before it consumed. It advances when a batch is handed over, not when it is
-    prefetched.
+    before it consumed; for packed rows it is where the planning window of the next row
+    starts, and ``offset`` counts that window's rows already handed over (else 0). It
+    advances when a batch is handed over, not when it is prefetched.
     """
+
+
+class TruncatedTokens(nnx.Variable):
+    """Tokens cut off sequences longer than a row (``Pack(long="truncate")``), so far."""
 
 
 class MixSchedule(nnx.Variable):
@@ -37,7 +42,7 @@ COMPONENTS = {
     "source": "the source (its type or length)",
     "fields": "the record fields, shapes or dtypes",
     "order": "the seed or shuffle",
-    "batching": "batch_size or drop_remainder",
+    "batching": "batch_size, drop_remainder or the packing",
     "host": "the host stage",
     "operators": "the operators or their parameters",
     "filter": "the filter",

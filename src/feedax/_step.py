@@ -15,12 +15,15 @@ class Position(NamedTuple):
       epoch: the epoch.
       step: batches of that epoch already handed over.
       position: the order position (global, over all processes) of the next record to
-        consider: filtered and skipped records before it are consumed.
+        consider: filtered and skipped records before it are consumed. For packed rows:
+        where the planning window of the next row starts.
+      offset: rows of that window already handed over (packed rows; else 0).
     """
 
     epoch: int
     step: int
     position: int
+    offset: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +46,9 @@ class Step:
         None with ``indices``.
       skipped: record indices the skip policy left out between ``start`` and ``end``.
       began: ``time.perf_counter()`` when it was planned (for the profile).
+      offset: for packed rows, the rows of the window at ``end`` this step used up.
+      segments: for packed rows, the segment table (``feedax._pack``: row, sequence,
+        start in it, length, column, tokens cut) of the whole global batch.
     """
 
     epoch: int
@@ -56,13 +62,15 @@ class Step:
     positions: np.ndarray | None = None
     skipped: tuple[int, ...] = ()
     began: float = 0.0
+    offset: int = 0
+    segments: np.ndarray | None = None
 
     @property
     def after(self) -> Position:
         """The cursor once this batch has been handed over."""
         if self.last:
             return Position(self.epoch + 1, 0, 0)
-        return Position(self.epoch, self.step + 1, self.end)
+        return Position(self.epoch, self.step + 1, self.end, self.offset)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,8 +80,10 @@ class Loaded:
     Attributes:
       step: the plan it realises.
       fields: field -> this process's rows, on the device (empty for on-device data).
-      index: ``(B,)`` int32 record identities on the device (None for on-device data).
-      valid: ``(B,)`` bool on the device (None for on-device data).
+      index: ``(B,)`` int32 record identities on the device (None for on-device data, or
+        when no operator reads them).
+      valid: ``(B,)`` bool on the device (None for on-device data, or when neither an
+        operator nor the ``"valid"`` field needs it).
       epochs: ``(B,)`` int32 per-record epochs on the device, or None.
       read: host seconds spent reading (and in the host stage).
       transfer: host seconds spent transferring.

@@ -200,7 +200,7 @@ class StreamReader:
     ) -> Iterator[tuple[Step, np.ndarray, int]]:
         size = self.placement.batch_size
         lo, hi = self.placement.rows
-        epoch, step, start = at
+        epoch, step, start, _ = at
         while True:
             batch: list[tuple[int, int, dict[str, np.ndarray]]] = []
             first, began = start, time.perf_counter()

@@ -16,7 +16,9 @@ from feedax._errors import HostStageError, PipelineError
 from feedax._filter import Filter
 from feedax._host import HostMap
 from feedax._operator import BatchOperator, Operator
+from feedax._pack import Pack
 from feedax._source import Source
+from feedax._sources.tokens import Ragged
 from feedax._stream import StreamSource
 
 Spec = dict[str, jax.ShapeDtypeStruct]
@@ -36,6 +38,7 @@ def check_arguments(
     shuffle_window: Any,
     host: Any,
     filter: Any,
+    pack: Any,
     sharding: Any,
 ) -> None:
     """Raises ``PipelineError`` for the first argument that is wrong, with the fix."""
@@ -98,6 +101,43 @@ def check_arguments(
             f"{type(sharding).__name__}. Use NamedSharding(mesh, PartitionSpec('data'))."
         )
     _check_kind(source, shuffle, shuffle_window, on_error, host, filter, batch_size, drop_remainder)
+    if pack is not None:
+        _check_pack(source, pack, host, on_error)
+
+
+def _check_pack(source: Any, pack: Any, host: Any, on_error: str) -> None:
+    """Packing reads token slices of a source that knows its sequences' lengths."""
+    if not isinstance(pack, Pack):
+        raise PipelineError(
+            f"Pipeline: pack must be an fx.Pack, got {type(pack).__name__}. Pass e.g. "
+            "pack=fx.Pack(2048)."
+        )
+    needed = ("lengths", "starts", "gather")
+    if not isinstance(source, Source) or not all(hasattr(source, m) for m in needed):
+        raise PipelineError(
+            f"Pipeline: packing needs a source of token sequences that knows their lengths "
+            f"(e.g. fx.TokenSource), got {type(source).__name__}. Write the corpus with "
+            "fx.write_tokens and read it with fx.TokenSource.from_directory."
+        )
+    spec = source.element_spec.get(pack.field)
+    if not isinstance(spec, Ragged) or spec.shape or not np.issubdtype(spec.dtype, np.integer):
+        raise PipelineError(
+            f"Pipeline: Pack(field={pack.field!r}) needs a ragged integer token field of source "
+            f"{source.name!r}; its fields are {source.element_spec}. Pass field=<the token field>."
+        )
+    if host is not None or on_error == "skip" or source.on_device:
+        raise PipelineError(
+            "Pipeline: packing reads the source's token slices directly; it takes no host "
+            "stage, on_error='skip' or on_device data yet. Tokenize offline into an "
+            "fx.TokenSource (fx.write_tokens)."
+        )
+
+
+def record_spec(source: Any, host: Any, pack: Any) -> Spec:
+    """What reaches the operators: the source's records, the host stage's, or packed rows."""
+    if pack is not None:
+        return pack.output_spec(source.element_spec[pack.field].dtype)
+    return dict(source.element_spec if host is None else host.output_spec(source))
 
 
 def _check_kind(
@@ -168,6 +208,14 @@ def _check_kind(
 
 def check_records(source: Any, spec: Spec, host: Any, may_pad: bool) -> None:
     """The records (after the host stage) can go to the device, and leave room for ``valid``."""
+    for field, s in spec.items():
+        if isinstance(s, Ragged):
+            raise PipelineError(
+                f"Pipeline: field {field!r} of source {source.name!r} has a variable length "
+                f"({s}), but batches need one shape. Pack the sequences into rows: "
+                "pack=fx.Pack(length), or pad/truncate each to one length: "
+                "pack=fx.Pack(length, max_segments=1, long='truncate')."
+            )
     if host is None:
         for field, s in spec.items():
             if s.dtype == np.dtype(object) or s.dtype.kind in "SUV":

@@ -48,6 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--resume-steps", type=_positive, default=given, help="steps replayed after resuming (10)"
     )
+    demo.add_argument(
+        "--task",
+        choices=["digits", "lm"],
+        default="digits",
+        help="digits: a CNN on scikit-learn's digits (default); lm: a small transformer "
+        "language model on Python's own source files, tokenized and packed",
+    )
+    demo.add_argument(
+        "--steps", type=_positive, default=given, help="training steps of --task lm (300)"
+    )
     # No options of its own: everything after "bench" goes to feedax.bench, --help included.
     commands.add_parser(
         "bench", add_help=False, help="benchmark feedax against its peers (feedax bench --help)"
@@ -97,15 +107,44 @@ def _bench(argv: list[str]) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    if args.task == "lm":
+        return _demo_lm(args)
+    if hasattr(args, "steps"):
+        print(
+            "feedax demo: --steps is for --task lm; the digits demo takes --epochs.",
+            file=sys.stderr,
+        )
+        return 2
     try:
         from feedax import demo
     except ImportError as error:
         print(f"feedax demo: {error}", file=sys.stderr)
         return 2
-    options = {k: v for k, v in vars(args).items() if k != "command"}
+    options = {k: v for k, v in vars(args).items() if k not in ("command", "task")}
     try:
         result = demo.run(**options)
     except demo.DemoArgumentError as error:
+        print(f"feedax demo: error: {error}", file=sys.stderr)
+        return 2
+    return 0 if result.resumed_exactly else 1
+
+
+def _demo_lm(args: argparse.Namespace) -> int:
+    if hasattr(args, "epochs"):
+        print("feedax demo: --task lm trains for --steps, not --epochs.", file=sys.stderr)
+        return 2
+    try:
+        from feedax import demo_lm
+    except ImportError as error:
+        print(
+            f"feedax demo: {error}. Install the demo extra: pip install 'feedax[demo]'",
+            file=sys.stderr,
+        )
+        return 2
+    options = {k: v for k, v in vars(args).items() if k not in ("command", "task")}
+    try:
+        result = demo_lm.run(**options)
+    except ValueError as error:
         print(f"feedax demo: error: {error}", file=sys.stderr)
         return 2
     return 0 if result.resumed_exactly else 1

@@ -192,7 +192,7 @@ WORKLOADS: dict[str, Workload] = {
     ),
     "w3": Workload(
         "w3",
-        "W3 tokens: first-fit packing into 16 x 2048 rows",
+        "W3 tokens: packing 200,000 sequences into 16 x 2048 rows",
         "packed rows",
         TokensConfig,
         400,

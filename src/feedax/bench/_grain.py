@@ -136,8 +136,12 @@ def w2folder(data: Bundle, cfg: JpegFolderConfig) -> Iterator[dict[str, Any]]:
 
 def w3(data: Bundle, cfg: TokensConfig) -> Iterator[dict[str, Any]]:
     """W3 with Grain: ``grain.experimental.FirstFitPackIterDataset``, then batch."""
-    ds = _map_source(_Records(data, "w3"), cfg)
-    ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=_READ_THREADS["w3"]))
+    return first_fit(data, cfg, grain.ReadOptions(num_threads=_READ_THREADS["w3"]))
+
+
+def first_fit(data: Bundle, cfg: TokensConfig, options: Any) -> Iterator[dict[str, Any]]:
+    """W3's first-fit pipeline, reading with ``options`` (``grain.ReadOptions``)."""
+    ds = _map_source(_Records(data, "w3"), cfg).to_iter_dataset(options)
     ds = grain.experimental.FirstFitPackIterDataset(
         ds,
         length_struct={"tokens": cfg.row_len},
@@ -147,3 +151,26 @@ def w3(data: Bundle, cfg: TokensConfig) -> Iterator[dict[str, Any]]:
     )
     ds = ds.map(_rename_packed).batch(cfg.batch_size, drop_remainder=True)
     return _finish(ds, cfg.workers)
+
+
+def restore(build: Any, data: Bundle, cfg: TokensConfig, after: int = 100) -> float:
+    """Seconds to resume a Grain pipeline mid-epoch, from its state after ``after`` batches.
+
+    Timed: ``set_state`` on a freshly built iterator and its first batch ready on the device.
+    """
+    import time
+
+    it = build(data, cfg)
+    for _ in range(after):
+        next(it)
+    state = it.get_state()
+    fresh = build(data, cfg)
+    start = time.perf_counter()
+    fresh.set_state(state)
+    jax.block_until_ready(next(fresh))
+    return time.perf_counter() - start
+
+
+def restore_w3(data: Bundle, cfg: TokensConfig) -> float:
+    """Seconds to resume Grain's first-fit W3 mid-epoch."""
+    return restore(w3, data, cfg)

@@ -50,6 +50,9 @@ def summarise(
                     first_batch_s=statistics.median(r["first_batch_s"] for r in ok),
                     construct_s=statistics.median(r["construct_s"] for r in ok),
                 )
+                for extra in ("fill", "restore_s"):
+                    if all(extra in r for r in ok):
+                        row[extra] = statistics.median(r[extra] for r in ok)
                 if v.name == REFERENCE:
                     ref = row["median"]
             elif (wl, v.name) in skipped:
@@ -95,6 +98,10 @@ def format_table(report: Mapping[str, Any]) -> str:
                 status = f"ok ({row['runs'] - row['runs_ok']} failed)"
             elif status == "error" and row.get("error"):
                 status = f"error: {str(row['error'])[:60]}"
+            if "fill" in row:
+                status += f"  fill {row['fill']:.3f}"
+            if "restore_s" in row:
+                status += f"  restore {1e3 * row['restore_s']:.0f} ms"
             fb = row.get("first_batch_s")
             lines.append(
                 f"{row['label']:<22}{_fmt_rate(row.get('median')):>11}"

@@ -25,6 +25,8 @@ class Variant:
     Attributes:
         name: Id used on the command line and in the results.
         module: Module of this package holding the workload functions.
+        functions: Workload -> function name in the module, for variants that name them
+            otherwise (default: the workload's name).
         family: Peer family for ``--peers`` selection (``None``: always included).
         requires: Top-level package that must be importable.
         multiprocess: Whether it runs with host worker processes (``--workers``).
@@ -35,6 +37,7 @@ class Variant:
     family: str | None
     requires: str
     multiprocess: bool = False
+    functions: tuple[tuple[str, str], ...] = ()
 
     def label(self, workers: int) -> str:
         """Returns the display name, with the worker count for multiprocess variants."""
@@ -52,6 +55,12 @@ VARIANTS: dict[str, Variant] = {
         Variant("feedax", "_feedax", None, "feedax"),
         Variant("grain", "_grain", "grain", "grain"),
         Variant("grain-mp", "_grain", "grain", "grain", multiprocess=True),
+        Variant(
+            "grain-bestfit", "_grain_packing", "grain", "grain", functions=(("w3", "best_fit"),)
+        ),
+        Variant(
+            "grain-defaults", "_grain_packing", "grain", "grain", functions=(("w3", "defaults"),)
+        ),
         Variant("torch", "_torch", "torch", "torch"),
         Variant("torch-mp", "_torch", "torch", "torch", multiprocess=True),
         Variant("tfdata", "_tfdata", "tfdata", "tensorflow"),
@@ -105,8 +114,11 @@ def load_function(variant: str, workload: str) -> BatchFn:
         ImportError: If the variant's library is not installed.
         NotImplementedError: If the module has no function for the workload.
     """
-    module = importlib.import_module(f"feedax.bench.{get_variant(variant).module}")
-    fn = getattr(module, workload, None)
+    chosen = get_variant(variant)
+    module = importlib.import_module(f"feedax.bench.{chosen.module}")
+    fn = getattr(module, dict(chosen.functions).get(workload, workload), None)
+    if chosen.functions and workload not in dict(chosen.functions):
+        fn = None
     if fn is None:
         raise NotImplementedError(f"{variant} has no {workload} function")
     return fn

@@ -97,10 +97,19 @@ def measure(variant: str, workload: str, args: dict[str, Any]) -> dict[str, Any]
         result["devices"] = sorted({str(d) for leaf in first.values() for d in leaf.devices()})
         for _ in range(warmup):
             jax.block_until_ready(next(it))
+        packed: list[Any] = []  # the timed batches' segment ids: the fill, computed after
         t1 = time.perf_counter()
         for _ in range(batches):
-            jax.block_until_ready(next(it))
+            batch = jax.block_until_ready(next(it))
+            if "segment_ids" in batch:
+                packed.append(batch["segment_ids"])
         elapsed = time.perf_counter() - t1
+        if packed:
+            result["fill"] = sum(int((p > 0).sum()) for p in packed) / sum(p.size for p in packed)
+        # A variant module may time a mid-epoch resume: restore_<function>(data, cfg).
+        restore = getattr(sys.modules[fn.__module__], f"restore_{fn.__name__}", None)
+        if restore is not None:
+            result["restore_s"] = restore(data, cfg)
         result.update(
             status="ok",
             batches=batches,

@@ -1,0 +1,53 @@
+"""Grain's other packers for W3: best fit with 256 bins, and first fit at Grain's defaults.
+
+``grain-bestfit``: ``grain.experimental.BestFitPackIterDataset`` with 256 packing bins
+(the fill budget feedax's ``Pack`` is compared at) and ``num_threads=0`` (Grain's best
+setting for in-memory data here). ``grain-defaults``: the first-fit pipeline of
+:mod:`feedax.bench._grain` with Grain's default ``ReadOptions`` (16 read threads).
+Only W3 exists for them; the other workloads show as "n/a".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import grain
+
+from feedax.bench._config import TokensConfig
+from feedax.bench._data import Bundle
+from feedax.bench._grain import (
+    _finish,
+    _map_source,
+    _Records,
+    _rename_packed,
+    first_fit,
+    restore,
+)
+
+BEST_FIT_BINS = 256
+
+
+def best_fit(data: Bundle, cfg: TokensConfig) -> Iterator[dict[str, Any]]:
+    """W3 with Grain's best-fit packer over 256 bins, then batch."""
+    ds = _map_source(_Records(data, "w3"), cfg)
+    ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=0))
+    ds = grain.experimental.BestFitPackIterDataset(
+        ds,
+        length_struct={"tokens": cfg.row_len},
+        num_packing_bins=BEST_FIT_BINS,
+        seed=cfg.seed,
+        shuffle_bins=False,
+    )
+    ds = ds.map(_rename_packed).batch(cfg.batch_size, drop_remainder=True)
+    return _finish(ds, cfg.workers)
+
+
+def defaults(data: Bundle, cfg: TokensConfig) -> Iterator[dict[str, Any]]:
+    """W3 with Grain's first-fit packer and its default read options."""
+    return first_fit(data, cfg, grain.ReadOptions())
+
+
+def restore_best_fit(data: Bundle, cfg: TokensConfig) -> float:
+    """Seconds to resume Grain's best-fit W3 mid-epoch (see ``_grain.restore``)."""
+    return restore(best_fit, data, cfg)

@@ -1,0 +1,158 @@
+"""Packing token sequences into rows: exact, resumable at every step, shard-invariant."""
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+from helpers import first_batches, host
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+import feedax as fx
+
+L = 64
+
+
+def corpus(n=300, low=1, high=150, seed=0):
+    """Token i of the flat array is i + 1: every token is unique and names its position."""
+    lengths = np.random.default_rng(seed).integers(low, high, n)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    return fx.TokenSource(np.arange(1, offsets[-1] + 1, dtype=np.int32), offsets)
+
+
+def pipeline(source=None, *, batch_size=8, seed=0, sharding=None, drop_remainder=False, **kw):
+    return fx.Pipeline(
+        corpus() if source is None else source,
+        batch_size=batch_size,
+        shuffle=True,
+        seed=seed,
+        sharding=sharding,
+        drop_remainder=drop_remainder,
+        pack=fx.Pack(L, window=64, **kw),
+    )
+
+
+def tokens_of(batches):
+    """The real tokens of a list of batches (padding rows and positions left out)."""
+    out = []
+    for b in batches:
+        real = (b["segment_ids"] > 0) & b["valid"][:, None]
+        out.append(b["tokens"][real])
+    return np.concatenate(out)
+
+
+@pytest.mark.parametrize("method", ["best_fit", "first_fit", "concat"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_every_token_once_per_epoch_over_several_epochs(method, seed):
+    source = corpus()
+    total = int(source.lengths(np.arange(len(source))).sum())
+    pipe = pipeline(source, seed=seed, method=method)
+    epochs = [[host(b) for b in pipe.epoch()] for _ in range(3)]
+    for batches in epochs:
+        assert sorted(tokens_of(batches).tolist()) == list(range(1, total + 1))
+        assert all(b["valid"].all() for b in batches[:-1])
+    assert not np.array_equal(epochs[0][0]["tokens"], epochs[1][0]["tokens"])  # new order
+
+
+@pytest.mark.parametrize("method", ["best_fit", "first_fit", "concat"])
+def test_segments_positions_and_targets_follow_the_documents(method):
+    source = corpus()
+    offsets = np.concatenate([source.starts(np.arange(len(source))), [source.starts([0])[0]]])
+    offsets[-1] = int(source.lengths(np.arange(len(source))).sum())
+    for b in map(host, pipeline(source, method=method).epoch()):
+        flat = b["tokens"].astype(np.int64) - 1  # each token names its flat position
+        doc = np.searchsorted(offsets, flat, side="right") - 1
+        real = b["segment_ids"] > 0
+        for row in range(len(flat)):
+            ids = b["segment_ids"][row]
+            for s in np.unique(ids[ids > 0]):
+                at = np.flatnonzero(ids == s)
+                assert (np.diff(at) == 1).all() and (np.diff(flat[row, at]) == 1).all()
+                assert len(set(doc[row, at].tolist())) == 1  # one document per segment
+                np.testing.assert_array_equal(b["positions"][row, at], np.arange(len(at)))
+                # Targets: the next token of the segment; none at its last token.
+                np.testing.assert_array_equal(
+                    b["loss_mask"][row, at], np.arange(len(at)) < len(at) - 1
+                )
+                np.testing.assert_array_equal(b["targets"][row, at[:-1]], b["tokens"][row, at[1:]])
+            assert not ids[real[row].sum() :].any()  # padding only at the end of a row
+        assert not b["loss_mask"][~real].any()
+
+
+def test_best_fit_fills_rows_and_respects_max_segments():
+    source = corpus(n=2000, low=8, high=40)
+    total = int(source.lengths(np.arange(2000)).sum())
+    pipe = fx.Pipeline(source, batch_size=8, pack=fx.Pack(L, window=1024), drop_remainder=False)
+    rows = sum(int(b["valid"].sum()) for b in pipe.epoch())
+    assert total / (rows * L) > 0.97
+    capped = fx.Pipeline(source, batch_size=8, pack=fx.Pack(L, max_segments=2), drop_remainder=True)
+    for b in map(host, capped.epoch()):
+        assert b["segment_ids"].max() <= 2
+
+
+def test_resume_at_every_step_of_three_epochs():
+    steps = 3 * pipeline().steps_per_epoch
+    reference = first_batches(pipeline(), steps + 1)
+    for k in range(1, steps):
+        partial = pipeline()
+        first_batches(partial, k)
+        fresh = pipeline()
+        nnx.update(fresh, nnx.clone(nnx.state(partial)))
+        for expected, got in zip(reference[k : k + 2], first_batches(fresh, 2), strict=True):
+            for field in expected:
+                np.testing.assert_array_equal(expected[field], got[field])
+
+
+def test_rows_do_not_depend_on_the_sharding():
+    mesh = jax.make_mesh((8,), ("data",))
+    sharded = pipeline(sharding=NamedSharding(mesh, P("data")))
+    for a, b in zip(first_batches(pipeline(), 12), first_batches(sharded, 12), strict=True):
+        for field in a:
+            np.testing.assert_array_equal(a[field], b[field])
+
+
+def test_truncated_tokens_are_counted_and_the_rest_used_once():
+    source = corpus()
+    lengths = source.lengths(np.arange(len(source)))
+    pipe = pipeline(source, long="truncate")
+    batches = [host(b) for b in pipe.epoch()]
+    cut = int(np.maximum(lengths - L, 0).sum())
+    assert cut > 0 and pipe.truncated_tokens == cut
+    assert len(tokens_of(batches)) == int(lengths.sum()) - cut
+    assert int(nnx.state(pipe)["truncated"][...]) == cut  # in the state: it resumes
+
+
+def test_pad_or_truncate_each_sequence_with_one_segment_per_row():
+    source = corpus(n=20)
+    pipe = fx.Pipeline(source, batch_size=4, pack=fx.Pack(L, max_segments=1, long="truncate"))
+    for b in map(host, pipe.epoch()):
+        assert set(np.unique(b["segment_ids"]).tolist()) <= {0, 1}
+
+
+def test_bad_sequences_are_named():
+    long_doc = fx.TokenSource(np.ones(200, np.int32), np.array([0, 10, 200]))
+    with pytest.raises(fx.SourceError, match=r"record index 1 has 190 tokens.*long='split'"):
+        next(iter(fx.Pipeline(long_doc, batch_size=1, pack=fx.Pack(L, long="error"))))
+    empty = fx.TokenSource(np.ones(10, np.int32), np.array([0, 10, 10]))
+    with pytest.raises(fx.SourceError, match=r"record index 1 is an empty sequence.*Filter"):
+        next(iter(fx.Pipeline(empty, batch_size=1, pack=fx.Pack(L), drop_remainder=False)))
+    keep = fx.Filter(lambda m: m["length"] > 0, columns=["length"])
+    filtered = fx.Pipeline(empty, batch_size=1, pack=fx.Pack(L), filter=keep)
+    assert int(next(iter(filtered))["segment_ids"].max()) == 1
+    with pytest.raises(fx.SourceError, match="tokens must be a 1-D integer array"):
+        fx.TokenSource(np.ones(10, np.float32), np.array([0, 10]))
+    with pytest.raises(fx.SourceError, match="sequence 1 must be a 1-D sequence of integer"):
+        fx.write_tokens("/tmp/feedax-bad-tokens", [[1, 2], [0.5]])
+
+
+def test_a_ragged_field_without_packing_is_an_error_naming_the_ways_out():
+    with pytest.raises(fx.PipelineError, match=r"'tokens'.*variable length.*fx.Pack\(length"):
+        fx.Pipeline(corpus(), batch_size=4)
+
+
+def test_write_tokens_round_trips_through_memory_mapped_files(tmp_path):
+    sequences = [np.arange(k, dtype=np.int32) for k in (5, 1, 9)]
+    source = fx.write_tokens(tmp_path, iter(sequences))
+    assert isinstance(source._flat.tokens, np.memmap)
+    assert [source.sequence(i).tolist() for i in range(3)] == [s.tolist() for s in sequences]
+    assert fx.TokenSource.from_directory(tmp_path).lengths(np.arange(3)).tolist() == [5, 1, 9]
