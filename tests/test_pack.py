@@ -156,3 +156,28 @@ def test_write_tokens_round_trips_through_memory_mapped_files(tmp_path):
     assert isinstance(source._flat.tokens, np.memmap)
     assert [source.sequence(i).tolist() for i in range(3)] == [s.tolist() for s in sequences]
     assert fx.TokenSource.from_directory(tmp_path).lengths(np.arange(3)).tolist() == [5, 1, 9]
+
+
+def token_corpus(n, low, high, base, seed):
+    lengths = np.random.default_rng(seed).integers(low, high, n)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    return fx.TokenSource(base + np.arange(offsets[-1], dtype=np.int32), offsets, name=f"c{base}")
+
+
+def test_packing_a_mix_uses_every_token_of_each_source_once_per_epoch():
+    a, b = token_corpus(80, 5, 60, 0, 1), token_corpus(40, 20, 200, 10**6, 2)
+    pipe = fx.Pipeline(fx.Mix([a, b]), batch_size=4, pack=fx.Pack(L), drop_remainder=False)
+    got = np.sort(tokens_of([host(x) for x in pipe.epoch()]))
+    expected = np.concatenate([np.arange(a.size), 10**6 + np.arange(b.size)])
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_mix_weights_may_count_tokens():
+    short, long = token_corpus(2000, 5, 15, 0, 3), token_corpus(400, 90, 110, 10**6, 4)
+    for count, share in (("records", 10 / (10 + 100)), ("tokens", 0.5)):
+        mix = fx.Mix([short, long], weights=[1, 1], count=count)
+        pipe = fx.Pipeline(mix, batch_size=8, shuffle=True, pack=fx.Pack(L))
+        tokens = tokens_of(first_batches(pipe, 40))
+        assert abs(np.mean(tokens < 10**6) - share) < 0.05, count
+    with pytest.raises(fx.SourceError, match="count='tokens' weighs sources by their tokens"):
+        fx.Mix([fx.ArraySource({"x": np.arange(3)})] * 2, count="tokens")

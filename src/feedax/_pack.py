@@ -22,6 +22,7 @@ from flax import nnx
 
 from feedax._errors import PipelineError, SourceError
 from feedax._filter import Filter
+from feedax._order import EpochOrder
 from feedax._plan import Locate
 from feedax._step import Position, Step
 
@@ -232,6 +233,9 @@ class PackPlan:
       pack: the packing.
       filter: keeps sequences by their metadata before packing.
       source: the source (for the filter and messages).
+      seed: the seed of the order (with ``shuffle``, a window's rows are emitted in a keyed
+        order of their own: best fit creates rows longest sequences first).
+      shuffle: shuffle each window's rows.
     """
 
     def __init__(
@@ -244,9 +248,12 @@ class PackPlan:
         pack: Pack,
         filter: Filter | None,
         source: Any,
+        seed: int = 0,
+        shuffle: bool = False,
     ):
         self.n, self.batch_size, self.order, self.lengths = n, batch_size, order, lengths
         self.pack, self.filter, self.source = pack, filter, source
+        self.seed, self.shuffle = seed, shuffle
 
     def window(self, locate: Locate, epoch: int, start: int) -> np.ndarray:
         """The segment table of the window of the order that starts at ``start``."""
@@ -257,7 +264,14 @@ class PackPlan:
         if not len(docs):
             return np.zeros((0, 6), np.int64)
         items = self.pack.pieces(docs, self.lengths(docs), self.source.name)
-        return self.pack.place(items)
+        table = self.pack.place(items)
+        rows = int(table[-1, ROW]) + 1
+        if self.shuffle and rows > 1:
+            # A keyed order of the window's rows, from (seed, epoch, window start) alone.
+            order = EpochOrder(rows, seed=self.seed, epoch=(epoch << 32) + start + 1)
+            table[:, ROW] = order(np.arange(rows))[table[:, ROW]]
+            table = table[np.lexsort((table[:, COL], table[:, ROW]))]
+        return table
 
     def steps(self, at: Position, drop: bool) -> Iterator[Step]:
         """The steps from ``at`` on, endlessly across epochs."""

@@ -208,7 +208,7 @@ class Pipeline(nnx.Module):
     def _delivered(self, drop: bool) -> int:
         """Order positions of an epoch that batches consume (a mixture's slots per epoch)."""
         n = len(self.source)  # type: ignore[arg-type]
-        if drop and self.filter is None:
+        if drop and self.filter is None and self.pack is None:
             return n - n % self.batch_size
         return n
 
@@ -245,8 +245,18 @@ class Pipeline(nnx.Module):
         source, pack = self.source, self.pack
         assert isinstance(source, Source) and pack is not None
 
+        mixture = self.mixture if isinstance(source, Mix) else None
+
+        def schedule() -> np.ndarray:
+            return np.asarray(mixture[...])  # type: ignore[index]
+
         def order() -> Locate:
-            return order_of(source, seed=self.seed, shuffle=self.shuffle, schedule=None)
+            return order_of(
+                source,
+                seed=self.seed,
+                shuffle=self.shuffle,
+                schedule=None if mixture is None else schedule,
+            )
 
         lengths = source.lengths  # type: ignore[attr-defined]
         plan = PackPlan(
@@ -257,6 +267,8 @@ class Pipeline(nnx.Module):
             pack=pack,
             filter=self.filter,
             source=source,
+            seed=self.seed,
+            shuffle=self.shuffle,
         )
         return plan, PlannedFeed(plan, PackedReader(source, pack, self._placement))
 

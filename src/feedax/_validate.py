@@ -18,7 +18,7 @@ from feedax._host import HostMap
 from feedax._operator import BatchOperator, Operator
 from feedax._pack import Pack
 from feedax._source import Source
-from feedax._sources.tokens import Ragged
+from feedax._sources.tokens import Ragged, is_token_source
 from feedax._stream import StreamSource
 
 Spec = dict[str, jax.ShapeDtypeStruct]
@@ -112,8 +112,7 @@ def _check_pack(source: Any, pack: Any, host: Any, on_error: str) -> None:
             f"Pipeline: pack must be an fx.Pack, got {type(pack).__name__}. Pass e.g. "
             "pack=fx.Pack(2048)."
         )
-    needed = ("lengths", "starts", "gather")
-    if not isinstance(source, Source) or not all(hasattr(source, m) for m in needed):
+    if not isinstance(source, Source) or not is_token_source(source):
         raise PipelineError(
             f"Pipeline: packing needs a source of token sequences that knows their lengths "
             f"(e.g. fx.TokenSource), got {type(source).__name__}. Write the corpus with "

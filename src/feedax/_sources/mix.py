@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Literal
 
 import jax
 import numpy as np
@@ -44,6 +45,10 @@ class Mix(Source):
     Args:
       sources: the sources; their records must have the same fields, shapes and dtypes.
       weights: relative proportions (positive); default: proportional to the lengths.
+      count: what the weights count: ``"records"`` (default; slots of the schedule) or
+        ``"tokens"`` (for token sources packed by ``fx.Pack``: each source's weight is
+        divided by its mean sequence length, so the proportions hold for its tokens on
+        average over a window, while the schedule stays exact in records).
       name: a name used in error messages.
 
     Example:
@@ -60,6 +65,7 @@ class Mix(Source):
         sources: Sequence[Source],
         weights: Sequence[float] | None = None,
         *,
+        count: Literal["records", "tokens"] = "records",
         name: str = "Mix",
     ):
         self.name = name
@@ -83,6 +89,11 @@ class Mix(Source):
                 f"{name}: weights must be one positive number per source ({len(sources)}), got "
                 f"{weights!r}."
             )
+        if count not in ("records", "tokens"):
+            raise SourceError(f"{name}: count must be 'records' or 'tokens', got {count!r}.")
+        self.count = count
+        if count == "tokens":
+            raw = [float(w) / _mean_length(s, name) for w, s in zip(raw, sources, strict=True)]
         total = float(sum(raw))
         self.weights = tuple(float(w) / total for w in raw)
         self.sources = nnx.List(sources)
@@ -152,6 +163,34 @@ class Mix(Source):
 
         return locate
 
+    # -- token sequences (when every source holds them: see fx.Pack) ---------------------
+
+    def lengths(self, indices: np.ndarray) -> np.ndarray:
+        """The sequences' lengths, by global id, from each source."""
+        return self._gather(indices, lambda s, at: {"n": s.lengths(at)})["n"]  # type: ignore[attr-defined]
+
+    def starts(self, indices: np.ndarray) -> np.ndarray:
+        """Where each sequence starts in the sources' flat arrays, laid end to end."""
+        which, _ = locate(np.asarray(self._offsets), np.asarray(indices, np.int64))
+        local = self._gather(indices, lambda s, at: {"n": s.starts(at)})["n"]  # type: ignore[attr-defined]
+        return local + self._token_bases()[which]
+
+    def gather(self, flat: np.ndarray) -> np.ndarray:
+        """The tokens at positions ``flat`` of the sources' flat arrays laid end to end."""
+        bases = self._token_bases()
+        which, local = locate(bases, np.asarray(flat, np.int64))
+        out: np.ndarray | None = None
+        for s in np.unique(which):
+            at = which == s
+            part = self.sources[int(s)].gather(local[at])  # type: ignore[attr-defined]
+            if out is None:
+                out = np.empty(len(flat), part.dtype)
+            out[at] = part
+        return np.zeros(0, np.int32) if out is None else out
+
+    def _token_bases(self) -> np.ndarray:
+        return np.cumsum([0, *(s.size for s in self.sources)]).astype(np.int64)  # type: ignore[attr-defined]
+
     def metadata(self, indices: np.ndarray, columns: Sequence[str]) -> Batch:
         """``columns`` of the records by global id, read from each source's metadata."""
         return self._gather(indices, lambda s, at: s.metadata(at, columns))
@@ -174,6 +213,17 @@ class Mix(Source):
                 out[k][at] = v
         assert out is not None
         return out
+
+
+def _mean_length(source: Source, name: str) -> float:
+    """A token source's mean sequence length (its offsets give all lengths at once)."""
+    lengths = getattr(source, "lengths", None)
+    if lengths is None:
+        raise SourceError(
+            f"{name}: count='tokens' weighs sources by their tokens, but source {source.name!r} "
+            "holds no token sequences (e.g. an fx.TokenSource). Use count='records'."
+        )
+    return max(float(np.mean(lengths(np.arange(len(source))))), 1e-9)
 
 
 def shares(weights: Sequence[float]) -> tuple[float, ...]:

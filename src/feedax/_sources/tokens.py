@@ -101,6 +101,11 @@ class TokenSource(Source):
         offsets = self._flat.offsets
         return (offsets[indices + 1] - offsets[indices]).astype(np.int64)
 
+    @property
+    def size(self) -> int:
+        """Tokens in the flat array (the positions :meth:`gather` takes are below it)."""
+        return len(self._flat.tokens)
+
     def starts(self, indices: np.ndarray) -> np.ndarray:
         """Where each sequence starts in the flat token array."""
         return np.asarray(self._flat.offsets[np.asarray(indices, np.int64)], np.int64)
@@ -200,3 +205,12 @@ def write_tokens(
     os.remove(raw)
     np.save(os.path.join(path, OFFSETS), np.asarray(offsets, np.int64))
     return TokenSource.from_directory(path)
+
+
+def is_token_source(source: Any) -> bool:
+    """Whether ``source`` holds token sequences a pipeline can pack (lengths, starts, gather)."""
+    from feedax._sources.mix import Mix
+
+    if isinstance(source, Mix):
+        return all(is_token_source(s) for s in source.sources)
+    return all(callable(getattr(source, m, None)) for m in ("lengths", "starts", "gather"))
