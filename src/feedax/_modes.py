@@ -44,17 +44,22 @@ def claim(owner: nnx.Module, parts: Sequence[tuple[str, nnx.Module]]) -> None:
         _OWNERS[module] = weakref.ref(owner)
 
 
-def mode_holders(parts: Sequence[nnx.Module]) -> list[tuple[nnx.Module, str]]:
-    """``(module, attribute)`` for every mode attribute held inside ``parts``."""
-    return [
-        (module, name)
-        for part in parts
-        for _, module in nnx.iter_modules(part)
-        for name in MODE_ATTRIBUTES
-        if hasattr(module, name)
-    ]
+class ModeHolders:
+    """A pipeline's mode: its own, and every mode attribute of what it holds, read live.
 
+    A plain holder (not a list), so NNX keeps the modules it refers to out of the graph.
+    """
 
-def mode_of(holders: Sequence[tuple[nnx.Module, str]]) -> tuple[bool, ...]:
-    """The current mode: the value of every mode attribute (a few attribute reads)."""
-    return tuple(bool(getattr(module, name)) for module, name in holders)
+    def __init__(self, parts: Sequence[nnx.Module]):
+        self.holders = [
+            (module, name)
+            for part in parts
+            for _, module in nnx.iter_modules(part)
+            for name in MODE_ATTRIBUTES
+            if hasattr(module, name)
+        ]
+
+    def mode(self, owner: nnx.Module) -> tuple[bool, ...]:
+        """The owner's ``deterministic`` and every held mode attribute (attribute reads)."""
+        held = (bool(getattr(module, name)) for module, name in self.holders)
+        return (bool(getattr(owner, "deterministic", False)), *held)

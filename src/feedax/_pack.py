@@ -102,6 +102,19 @@ class Pack(nnx.Module):
         self.long, self.max_segments = long, max_segments
         self.targets, self.pad_id = bool(targets), int(pad_id)
 
+    def config(self) -> tuple[Any, ...]:
+        """The arguments that decide the rows (part of the pipeline's signature)."""
+        return (
+            self.length,
+            self.field,
+            self.method,
+            self.window,
+            self.long,
+            self.max_segments,
+            self.targets,
+            self.pad_id,
+        )
+
     def output_spec(self, dtype: Any) -> dict[str, jax.ShapeDtypeStruct]:
         """The fields of one packed row (tokens of ``dtype``)."""
         row = (self.length,)

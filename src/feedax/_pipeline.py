@@ -16,7 +16,7 @@ from feedax._errors import PipelineError, StateMismatchError
 from feedax._feed import Feed, PlannedFeed, build_feed, order_of, plan_of
 from feedax._filter import Filter
 from feedax._host import HostMap
-from feedax._modes import claim, mode_holders, mode_of
+from feedax._modes import ModeHolders, claim
 from feedax._pack import CUT, Pack, PackedReader, PackPlan
 from feedax._placement import DeviceData, auto_axes, local_rows, replicated
 from feedax._plan import Locate, Planner
@@ -36,7 +36,13 @@ from feedax._state import (
 )
 from feedax._step import Position
 from feedax._stream import StreamSource
-from feedax._validate import check_arguments, check_eval_shape, check_records, record_spec
+from feedax._validate import (
+    check_arguments,
+    check_eval_shape,
+    check_records,
+    operator_list,
+    record_spec,
+)
 
 Batch = dict[str, jax.Array]
 
@@ -132,9 +138,9 @@ class Pipeline(nnx.Module):
     ):
         options = locals()
         del options["self"], options["source"], options["operators"]
-        check_arguments(source, _as_list(operators), **options)
+        check_arguments(source, operator_list(operators), **options)
         self.source, self.host, self.filter, self.pack = source, host, filter, pack
-        self.operators = nnx.List(_as_list(operators))
+        self.operators = nnx.List(operator_list(operators))
         claim(self, [(f"operators[{i}]", op) for i, op in enumerate(self.operators)])
         self.batch_size, self.shuffle, self.seed = batch_size, bool(shuffle), int(seed)
         self.drop_remainder, self.prefetch, self.on_error = drop_remainder, prefetch, on_error
@@ -149,7 +155,7 @@ class Pipeline(nnx.Module):
         check_records(source, spec, host, may_pad=drop_remainder is not True)
         self._input_spec = tuple(spec.items())
         self.deterministic = False  # the pipeline's own mode, set by train() / eval()
-        self._holders = _Holders([self.operators, *([host] if host else [])])
+        self._holders = ModeHolders([self.operators, *([host] if host else [])])
         self._make_state(spec)
         check_eval_shape(self.operators, spec, batch_size)  # traces: bad records fail here
         self._gather = self._start_gathering(spec)
@@ -188,7 +194,11 @@ class Pipeline(nnx.Module):
             "source": (type(source).__qualname__, -1 if stream else len(source)),  # type: ignore[arg-type]
             "fields": sorted((k, v.shape, str(v.dtype)) for k, v in spec.items()),
             "order": (self.seed, self.shuffle),
-            "batching": (self.batch_size, self.drop_remainder, _pack_config(self.pack)),
+            "batching": (
+                self.batch_size,
+                self.drop_remainder,
+                None if self.pack is None else self.pack.config(),
+            ),
             "host": None if self.host is None else self.host.name,
             "operators": operator_fingerprint(self.operators),
             "filter": None if self.filter is None else (self.filter.name, self.filter.columns),
@@ -451,19 +461,6 @@ class Pipeline(nnx.Module):
         return profile
 
 
-class _Holders:
-    """A pipeline's mode: its own, and every mode attribute of what it holds, read live.
-
-    A plain holder (not a list), so NNX keeps the modules it refers to out of the graph.
-    """
-
-    def __init__(self, parts: list[nnx.Module]):
-        self.holders = mode_holders(parts)
-
-    def mode(self, pipeline: Pipeline) -> tuple[bool, ...]:
-        return (pipeline.deterministic, *mode_of(self.holders))
-
-
 class _Gathering:
     """A plain holder of an on-device pipeline's gather and its compilation ahead."""
 
@@ -472,32 +469,7 @@ class _Gathering:
         self.ahead = ahead
 
 
-def _as_list(operators: Any) -> list[Any]:
-    """The operators as a list; one operator alone is rejected by the checks, with the fix."""
-    if isinstance(operators, nnx.Module):
-        raise PipelineError(
-            f"Pipeline: operators must be a list of operators, got one "
-            f"{type(operators).__name__}. Pass [op] (a list, applied in order)."
-        )
-    return list(operators)
-
-
 def _unchanged(cursor: Cursor, mine: np.ndarray) -> bool:
     """Whether the cursor still holds the array the iteration put there, unmodified."""
     held = cursor.get_raw_value()
     return held is mine and held.shape == (4,) and held.tolist() == mine.tolist()
-
-
-def _pack_config(pack: Pack | None) -> Any:
-    if pack is None:
-        return None
-    return (
-        pack.length,
-        pack.field,
-        pack.method,
-        pack.window,
-        pack.long,
-        pack.max_segments,
-        pack.targets,
-        pack.pad_id,
-    )

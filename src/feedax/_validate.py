@@ -254,3 +254,13 @@ def check_eval_shape(operators: nnx.List[AnyOperator], spec: Spec, batch_size: i
 
 def _layout(spec: Spec) -> str:
     return ", ".join(f"{k}: {v.dtype}{list(v.shape)}" for k, v in sorted(spec.items()))
+
+
+def operator_list(operators: Any) -> list[Any]:
+    """The operators as a list; one operator alone (not in a list) raises with the fix."""
+    if isinstance(operators, nnx.Module):
+        raise PipelineError(
+            f"Pipeline: operators must be a list of operators, got one "
+            f"{type(operators).__name__}. Pass [op] (a list, applied in order)."
+        )
+    return list(operators)
