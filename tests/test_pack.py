@@ -181,3 +181,33 @@ def test_mix_weights_may_count_tokens():
         assert abs(np.mean(tokens < 10**6) - share) < 0.05, count
     with pytest.raises(fx.SourceError, match="count='tokens' weighs sources by their tokens"):
         fx.Mix([fx.ArraySource({"x": np.arange(3)})] * 2, count="tokens")
+
+
+@pytest.mark.parametrize("method", ["best_fit", "concat"])
+def test_bos_and_eos_frame_every_sequence(method):
+    source = corpus(n=60, low=1, high=100)
+    lengths = source.lengths(np.arange(60))
+    bos, eos = -1, -2
+    pipe = fx.Pipeline(
+        source,
+        batch_size=4,
+        drop_remainder=False,
+        pack=fx.Pack(L, window=64, method=method, bos_id=bos, eos_id=eos),
+    )
+    batches = [host(b) for b in pipe.epoch()]
+    real = tokens_of(batches)
+    assert (real == bos).sum() == (real == eos).sum() == 60  # one of each per sequence
+    assert sorted(real[real > 0].tolist()) == list(range(1, int(lengths.sum()) + 1))
+    for b in batches:
+        for row in range(len(b["tokens"])):
+            ids, tokens = b["segment_ids"][row], b["tokens"][row]
+            for s in np.unique(ids[ids > 0]):
+                seg = tokens[ids == s]
+                # A sequence's BOS opens its first piece and its EOS closes its last.
+                assert bos not in seg[1:] and eos not in seg[:-1]
+                if seg[0] == bos and seg[-1] == eos:
+                    assert (np.diff(seg[1:-1].astype(np.int64)) == 1).all()
+            np.testing.assert_array_equal(
+                b["targets"][row][b["loss_mask"][row]],
+                tokens[1:][b["loss_mask"][row][:-1]],
+            )

@@ -63,6 +63,9 @@ class Pack(nnx.Module):
       max_segments: at most this many sequences per row (None: no limit).
       targets: add ``targets`` (next-token ids within each sequence).
       pad_id: the token of padding positions.
+      bos_id: a token put before every sequence (None: none; for corpora tokenized
+        without it). It counts in the sequence's length when packing.
+      eos_id: a token put after every sequence (None: none).
 
     Example:
       >>> import numpy as np, feedax as fx
@@ -84,6 +87,8 @@ class Pack(nnx.Module):
         max_segments: int | None = None,
         targets: bool = True,
         pad_id: int = 0,
+        bos_id: int | None = None,
+        eos_id: int | None = None,
     ):
         for what, value in (("length", length), ("window", window)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -101,6 +106,8 @@ class Pack(nnx.Module):
         self.length, self.field, self.method, self.window = length, field, method, window
         self.long, self.max_segments = long, max_segments
         self.targets, self.pad_id = bool(targets), int(pad_id)
+        self.bos_id = None if bos_id is None else int(bos_id)
+        self.eos_id = None if eos_id is None else int(eos_id)
 
     def config(self) -> tuple[Any, ...]:
         """The arguments that decide the rows (part of the pipeline's signature)."""
@@ -113,6 +120,8 @@ class Pack(nnx.Module):
             self.max_segments,
             self.targets,
             self.pad_id,
+            self.bos_id,
+            self.eos_id,
         )
 
     def output_spec(self, dtype: Any) -> dict[str, jax.ShapeDtypeStruct]:
@@ -276,7 +285,8 @@ class PackPlan:
             docs = docs[self.filter.keep(self.source, docs)]
         if not len(docs):
             return np.zeros((0, 6), np.int64)
-        items = self.pack.pieces(docs, self.lengths(docs), self.source.name)
+        extra = (self.pack.bos_id is not None) + (self.pack.eos_id is not None)
+        items = self.pack.pieces(docs, self.lengths(docs) + extra, self.source.name)
         table = self.pack.place(items)
         rows = int(table[-1, ROW]) + 1
         if self.shuffle and rows > 1:
@@ -389,7 +399,8 @@ class PackedReader:
         """The fields of ``count`` rows holding the segments of ``table``.
 
         A row's segments fill it from column 0 without gaps, in table order, so each
-        field is one boolean-mask assignment of the concatenated segments.
+        field is one boolean-mask assignment of the concatenated segments. Positions in a
+        segment are positions in its sequence with ``bos_id`` / ``eos_id`` added.
         """
         L, pack = self.pack.length, self.pack
         lens = table[:, LEN]
@@ -398,10 +409,9 @@ class PackedReader:
         begin = np.cumsum(lens) - lens  # each segment's start in the concatenation
         step = np.arange(int(lens.sum()))
         within = step - np.repeat(begin, lens)
-        flat = np.repeat(self.source.starts(table[:, DOC]) + table[:, START] - begin, lens) + step
-        dtype = self.source.element_spec[pack.field].dtype
-        tokens = np.full((count, L), pack.pad_id, dtype)
-        tokens[filled] = self.source.gather(flat)
+        values = self._values(table, lens, begin, step)
+        tokens = np.full((count, L), pack.pad_id, values.dtype)
+        tokens[filled] = values
         rows = table[:, ROW]
         first = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows) else rows
         rank = np.arange(len(rows)) - np.repeat(first, np.diff(np.r_[first, len(rows)]))
@@ -412,11 +422,33 @@ class PackedReader:
         fields = {"tokens": tokens, "segment_ids": segment_ids, "positions": positions}
         if pack.targets:
             has = within + 1 < np.repeat(lens, lens)  # the next token is in the same segment
-            following = np.full(len(flat), pack.pad_id, dtype)
-            following[has] = self.source.gather(flat[has] + 1)
-            targets = np.full((count, L), pack.pad_id, dtype)
+            following = np.where(has, np.roll(values, -1), pack.pad_id).astype(values.dtype)
+            targets = np.full((count, L), pack.pad_id, values.dtype)
             targets[filled] = following
             mask = np.zeros((count, L), bool)
             mask[filled] = has
             fields.update(targets=targets, loss_mask=mask)
         return fields
+
+    def _values(
+        self, table: np.ndarray, lens: np.ndarray, begin: np.ndarray, step: np.ndarray
+    ) -> np.ndarray:
+        """The segments' tokens, concatenated: gathered, with BOS / EOS where they stand."""
+        pack, source = self.pack, self.source
+        lead = int(pack.bos_id is not None)
+        # Where each token stands in its sequence (BOS and EOS counted).
+        at = np.repeat(table[:, START] - begin, lens) + step
+        starts = np.repeat(source.starts(table[:, DOC]), lens)
+        if not lead and pack.eos_id is None:
+            return np.asarray(source.gather(starts + at))
+        ends = np.repeat(source.lengths(table[:, DOC]), lens) + lead  # where EOS stands
+        special = np.zeros(len(at), bool) if not lead else at == 0
+        if pack.eos_id is not None:
+            special |= at == ends
+        values = np.empty(len(at), source.element_spec[pack.field].dtype)
+        values[~special] = source.gather(starts[~special] + at[~special] - lead)
+        if lead:
+            values[at == 0] = pack.bos_id
+        if pack.eos_id is not None:
+            values[at == ends] = pack.eos_id
+        return values
