@@ -211,3 +211,48 @@ def test_bos_and_eos_frame_every_sequence(method):
                 b["targets"][row][b["loss_mask"][row]],
                 tokens[1:][b["loss_mask"][row][:-1]],
             )
+
+
+def test_a_parquet_list_column_packs_through_a_cached_length_index(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    lengths = np.random.default_rng(5).integers(1, 150, 120)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    flat = np.arange(1, offsets[-1] + 1, dtype=np.int32)
+    column = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(flat))
+    path = tmp_path / "corpus.parquet"
+    pq.write_table(pa.table({"ids": column, "score": np.arange(120.0)}), path, row_group_size=32)
+    source = fx.ParquetSource(path, columns=["ids"], element_spec={"ids": fx.Ragged(np.int32)})
+    assert source.read(np.array([3]))["ids"][0].tolist() == flat[offsets[3] : offsets[4]].tolist()
+    with pytest.raises(fx.PipelineError, match="variable length"):
+        fx.Pipeline(source, batch_size=4)
+
+    def packed():
+        return fx.Pipeline(
+            source,
+            batch_size=4,
+            shuffle=True,
+            drop_remainder=False,
+            pack=fx.Pack(L, field="ids", window=50),
+        )
+
+    batches = [host(b) for b in packed().epoch()]
+    assert sorted(tokens_of(batches).tolist()) == flat.tolist()
+    assert len(list(tmp_path.glob("corpus.parquet.feedax-lengths-ids-*.npy"))) == 1
+    reference = first_batches(packed(), 6)
+    partial = packed()
+    first_batches(partial, 3)
+    resumed = packed()
+    nnx.update(resumed, nnx.clone(nnx.state(partial)))
+    for a, b in zip(reference[3:], first_batches(resumed, 3), strict=True):
+        np.testing.assert_array_equal(a["tokens"], b["tokens"])
+
+
+def test_a_hugging_face_sequence_column_packs():
+    datasets = pytest.importorskip("datasets")
+    rows = [list(range(1 + 100 * i, 1 + 100 * i + n)) for i, n in enumerate([3, 70, 1, 40, 9])]
+    ds = datasets.Dataset.from_dict({"input_ids": rows})
+    src = fx.HFSource(ds, columns=["input_ids"], element_spec={"input_ids": fx.Ragged(np.int64)})
+    pipe = fx.Pipeline(src, batch_size=2, pack=fx.Pack(L, field="input_ids"), drop_remainder=False)
+    got = sorted(tokens_of([host(b) for b in pipe.epoch()]).tolist())
+    assert got == sorted(t for r in rows for t in r)

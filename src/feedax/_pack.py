@@ -24,6 +24,7 @@ from feedax._errors import PipelineError, SourceError
 from feedax._filter import Filter
 from feedax._order import EpochOrder
 from feedax._plan import Locate
+from feedax._sources.tokens import is_token_source
 from feedax._step import Position, Step
 
 Method = Literal["best_fit", "first_fit", "concat"]
@@ -435,6 +436,8 @@ class PackedReader:
     ) -> np.ndarray:
         """The segments' tokens, concatenated: gathered, with BOS / EOS where they stand."""
         pack, source = self.pack, self.source
+        if not is_token_source(source):  # a ragged field: read the batch's sequences
+            source = _Sequences(source, pack.field, table[:, DOC])
         lead = int(pack.bos_id is not None)
         # Where each token stands in its sequence (BOS and EOS counted).
         at = np.repeat(table[:, START] - begin, lens) + step
@@ -445,10 +448,42 @@ class PackedReader:
         special = np.zeros(len(at), bool) if not lead else at == 0
         if pack.eos_id is not None:
             special |= at == ends
-        values = np.empty(len(at), source.element_spec[pack.field].dtype)
+        values = np.empty(len(at), self.source.element_spec[pack.field].dtype)
         values[~special] = source.gather(starts[~special] + at[~special] - lead)
         if lead:
             values[at == 0] = pack.bos_id
         if pack.eos_id is not None:
             values[at == ends] = pack.eos_id
         return values
+
+
+class _Sequences:
+    """The sequences of some records of a source with a ragged field, laid out flat.
+
+    What a packed batch needs of a source that is not stored flat (a Parquet list column,
+    an in-memory object array): its records are read once per batch.
+    """
+
+    def __init__(self, source: Any, field: str, docs: np.ndarray):
+        self.docs = np.unique(docs)
+        values = source.read(self.docs)[field]
+        for index, value in zip(self.docs, values, strict=True):
+            value = np.asarray(value)
+            if value.ndim != 1 or not np.issubdtype(value.dtype, np.integer):
+                raise SourceError(
+                    f"{source.name}: record index {int(index)} has {value.dtype} of shape "
+                    f"{value.shape} in field {field!r}; packing needs a 1-D array of integer "
+                    "token ids."
+                )
+        self.length = np.array([len(v) for v in values], np.int64)
+        self.flat = np.concatenate([np.asarray(v) for v in values]) if len(values) else values
+        self.begin = np.cumsum(self.length) - self.length
+
+    def starts(self, docs: np.ndarray) -> np.ndarray:
+        return self.begin[np.searchsorted(self.docs, docs)]
+
+    def lengths(self, docs: np.ndarray) -> np.ndarray:
+        return self.length[np.searchsorted(self.docs, docs)]
+
+    def gather(self, flat: np.ndarray) -> np.ndarray:
+        return self.flat[flat]

@@ -25,6 +25,7 @@ from feedax._profile import Profile, StageTimes
 from feedax._read import Placement
 from feedax._skip import SkipLog, record_skips
 from feedax._source import Source
+from feedax._sources._ragged import length_index
 from feedax._sources.mix import Mix
 from feedax._state import (
     Cursor,
@@ -268,7 +269,10 @@ class Pipeline(nnx.Module):
                 schedule=None if mixture is None else schedule,
             )
 
-        lengths = source.lengths  # type: ignore[attr-defined]
+        lengths = getattr(source, "lengths", None)
+        if lengths is None:  # a ragged field of another source: its lengths, indexed once
+            index = length_index(source, pack.field)
+            lengths = index.__getitem__
         plan = PackPlan(
             n=len(source),
             batch_size=self.batch_size,

@@ -18,6 +18,7 @@ from feedax._host import HostMap
 from feedax._operator import BatchOperator, Operator
 from feedax._pack import Pack
 from feedax._source import Source
+from feedax._sources.mix import Mix
 from feedax._sources.tokens import Ragged, is_token_source
 from feedax._stream import StreamSource
 
@@ -112,11 +113,13 @@ def _check_pack(source: Any, pack: Any, host: Any, on_error: str) -> None:
             f"Pipeline: pack must be an fx.Pack, got {type(pack).__name__}. Pass e.g. "
             "pack=fx.Pack(2048)."
         )
-    if not isinstance(source, Source) or not is_token_source(source):
+    flat = is_token_source(source)
+    if not isinstance(source, Source) or (isinstance(source, Mix) and not flat):
         raise PipelineError(
-            f"Pipeline: packing needs a source of token sequences that knows their lengths "
-            f"(e.g. fx.TokenSource), got {type(source).__name__}. Write the corpus with "
-            "fx.write_tokens and read it with fx.TokenSource.from_directory."
+            f"Pipeline: packing needs a source of token sequences (an fx.TokenSource, a source "
+            f"with an fx.Ragged field, or a Mix of TokenSources), got {type(source).__name__}. "
+            "Write the corpus with fx.write_tokens and read it with "
+            "fx.TokenSource.from_directory."
         )
     spec = source.element_spec.get(pack.field)
     if not isinstance(spec, Ragged) or spec.shape or not np.issubdtype(spec.dtype, np.integer):

@@ -9,6 +9,7 @@ import jax
 import numpy as np
 
 from feedax._sources._common import OBJECT
+from feedax._sources._ragged import Ragged, ragged_column
 
 
 class RowError(Exception):
@@ -82,8 +83,11 @@ def columns_to_numpy(
     out = {}
     for column in columns:
         try:
-            values = column_to_numpy(table.column(column))
             want = spec.get(column)
+            if isinstance(want, Ragged):
+                out[column] = ragged_column(table.column(column), want)
+                continue
+            values = column_to_numpy(table.column(column))
             out[column] = values if want is None else fit_column(values, want)
         except RowError as error:
             raise RowError(error.row, f"column {column!r} {error.cause}") from error

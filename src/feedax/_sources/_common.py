@@ -15,6 +15,7 @@ import numpy as np
 
 from feedax._errors import SourceError
 from feedax._source import Source
+from feedax._sources._ragged import Ragged
 
 PathLike = str | os.PathLike[str]
 Spec = dict[str, jax.ShapeDtypeStruct]
@@ -202,6 +203,9 @@ def check_spec(spec: Mapping[str, Any], *, user: str) -> Spec:
                 f"{user}: element_spec[{field!r}] must have a shape and dtype (e.g. "
                 f"jax.ShapeDtypeStruct((32, 32, 3), np.uint8)), got {s!r}."
             )
+        if isinstance(s, Ragged):
+            out[str(field)] = s  # type: ignore[assignment]  # a ragged field keeps its spec
+            continue
         out[str(field)] = jax.ShapeDtypeStruct(tuple(s.shape), np.dtype(s.dtype))
     return out
 
@@ -252,7 +256,10 @@ def fit_value(value: Any, want: jax.ShapeDtypeStruct) -> tuple[Any, str | None]:
 
 def empty_batch(spec: Mapping[str, jax.ShapeDtypeStruct], k: int) -> dict[str, np.ndarray]:
     """Uninitialised output arrays for ``k`` records of ``spec``."""
-    return {f: np.empty((k, *s.shape), s.dtype) for f, s in spec.items()}
+    return {
+        f: np.empty(k, object) if isinstance(s, Ragged) else np.empty((k, *s.shape), s.dtype)
+        for f, s in spec.items()
+    }
 
 
 def group_by(owner: np.ndarray) -> list[tuple[int, np.ndarray]]:

@@ -20,6 +20,7 @@ from feedax._sources._common import (
     require,
     spec_repr,
 )
+from feedax._sources._ragged import Ragged
 
 
 class _Table:
@@ -55,7 +56,8 @@ class HFSource(StoreSource[_Table]):
     Args:
       dataset: a map-style ``datasets.Dataset`` (pick a split of a ``DatasetDict``).
       columns: the columns to read (default: all).
-      element_spec: declared field -> ``jax.ShapeDtypeStruct`` for some or all columns,
+      element_spec: declared field -> ``jax.ShapeDtypeStruct`` for some or all columns
+        (``fx.Ragged(dtype)`` for a sequence column of any length per row, e.g. token ids),
         checked on every read (flat lists are reshaped to a declared shape of the same
         size); the others are taken from row 0.
       name: a name used in error messages.
@@ -107,6 +109,8 @@ class HFSource(StoreSource[_Table]):
                 element_spec, columns, user=name, among="the columns"
             )
         self._store.spec = batch_spec(self._take(np.zeros(1, np.int64)))
+        declared = self._store.declared.items()
+        self._store.spec.update({k: v for k, v in declared if isinstance(v, Ragged)})
 
     @property
     def columns(self) -> list[str]:

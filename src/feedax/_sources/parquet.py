@@ -27,6 +27,7 @@ from feedax._sources._common import (
     span,
     starts_of,
 )
+from feedax._sources._ragged import Ragged
 
 Columns = dict[str, np.ndarray]
 
@@ -134,7 +135,9 @@ class ParquetSource(FilesSource[_RowGroups]):
       paths: a file, a glob pattern, a directory (its ``*.parquet`` files), or a list.
       columns: the columns to read (default: all of the first file's).
       element_spec: declared field -> ``jax.ShapeDtypeStruct`` for some or all columns;
-        the others are taken from row 0.
+        the others are taken from row 0. ``fx.Ragged(dtype)`` declares a list column of
+        any length per row (token ids): read as one NumPy view per row of the Arrow
+        values, and packed by ``Pipeline(pack=fx.Pack(...))``.
       cache_row_groups: decoded row groups kept per process (memory: this many times the
         decoded size of a row group).
       name: a name used in error messages.
@@ -218,6 +221,7 @@ class ParquetSource(FilesSource[_RowGroups]):
                 + ". Re-write the files with the first file's column types."
             )
         store.spec = batch_spec(store.load(readable[0], self._convert))
+        store.spec.update({k: v for k, v in store.declared.items() if isinstance(v, Ragged)})
 
     def _damaged_error(self, index: int, file: int) -> SourceError:
         store = self._store
