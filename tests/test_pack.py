@@ -256,3 +256,26 @@ def test_a_hugging_face_sequence_column_packs():
     pipe = fx.Pipeline(src, batch_size=2, pack=fx.Pack(L, field="input_ids"), drop_remainder=False)
     got = sorted(tokens_of([host(b) for b in pipe.epoch()]).tolist())
     assert got == sorted(t for r in rows for t in r)
+
+
+def test_a_host_stage_that_tokenizes_feeds_packing():
+    texts = np.array(["a bb ccc", "dddd", "e " * 50, "ff gg"], dtype=object)
+    source = fx.ArraySource({"text": texts, "keep": np.array([1, 1, 1, 0])})
+
+    def words(record, ctx):  # a tokenizer: one id per word, variable length
+        return {"ids": np.array([len(w) for w in record["text"].split()], np.int32)}
+
+    keep = fx.Filter(lambda m: m["keep"] > 0, columns=["keep"])
+    pipe = fx.Pipeline(
+        source,
+        batch_size=2,
+        host=fx.HostMap(words),
+        filter=keep,
+        drop_remainder=False,
+        pack=fx.Pack(16, field="ids", eos_id=0),
+    )
+    batches = [host(b) for b in pipe.epoch()]
+    real = tokens_of(batches)
+    assert sorted(real.tolist()) == sorted([1, 2, 3, 0, 4, 0] + [1] * 50 + [0])
+    with pytest.raises(fx.PipelineError, match=r"Pack\(field='tokens'\) packs a field"):
+        fx.Pipeline(source, batch_size=2, host=fx.HostMap(words), pack=fx.Pack(16))

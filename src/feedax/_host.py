@@ -12,6 +12,7 @@ import numpy as np
 from flax import nnx
 
 from feedax._errors import HostStageError, PipelineError
+from feedax._sources._ragged import Ragged
 
 HostRecord = dict[str, np.ndarray]
 HostFn = Callable[[dict[str, Any], "HostContext"], Mapping[str, Any]]
@@ -113,6 +114,45 @@ class HostMap(nnx.Module):
         ctx = HostContext(0, 0, not self.deterministic, self.seed())
         out = call_host_fn(self.fn, record, ctx, source_name=source.name)
         return {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in out.items()}
+
+
+class Mapped:
+    """A source seen through a host stage: ``read`` returns the host function's records.
+
+    What packing reads when a host stage makes the sequences (a tokenizer): the stage runs
+    on the records a batch needs, in the reading thread, with the context of epoch 0 (a
+    packed sequence's length is indexed once, so the function must give each record the
+    same output in every epoch).
+    """
+
+    def __init__(self, source: Any, stage: HostMap, field: str):
+        self.source = source
+        self.stage = stage
+        self.name = f"{source.name} through {stage.name}"
+        self.field = field
+        self.seed = stage.seed()
+        out = stage.output_spec(source)
+        if field not in out or len(out[field].shape) != 1:
+            raise PipelineError(
+                f"Pipeline: Pack(field={field!r}) packs a field of the host stage "
+                f"{stage.name!r}, which returns {sorted(out)}. Return the token ids as a 1-D "
+                "array under that name."
+            )
+        self.element_spec = {field: Ragged(out[field].dtype)}
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def read(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        """The host stage's ``field`` for each record, as an object array of arrays."""
+        records = self.source.read(np.asarray(indices, np.int64))
+        out = np.empty(len(indices), dtype=object)
+        for j, index in enumerate(np.asarray(indices).tolist()):
+            record = {k: v[j] for k, v in records.items()}
+            ctx = HostContext(0, index, True, self.seed)
+            result = call_host_fn(self.stage.fn, record, ctx, source_name=self.source.name)
+            out[j] = result[self.field]
+        return {self.field: out}
 
 
 def first_record(source: Any) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from feedax._device_step import VALID, CompileAhead, DeviceStep, Gather
 from feedax._errors import PipelineError, StateMismatchError
 from feedax._feed import Feed, PlannedFeed, build_feed, order_of, plan_of
 from feedax._filter import Filter
-from feedax._host import HostMap
+from feedax._host import HostMap, Mapped
 from feedax._modes import ModeHolders, claim
 from feedax._pack import CUT, Pack, PackedReader, PackPlan
 from feedax._placement import DeviceData, auto_axes, local_rows, replicated
@@ -255,6 +255,7 @@ class Pipeline(nnx.Module):
     def _choose_packing(self) -> tuple[Planner, Feed]:
         source, pack = self.source, self.pack
         assert isinstance(source, Source) and pack is not None
+        sequences = source if self.host is None else Mapped(source, self.host, pack.field)
 
         mixture = self.mixture if isinstance(source, Mix) else None
 
@@ -269,9 +270,9 @@ class Pipeline(nnx.Module):
                 schedule=None if mixture is None else schedule,
             )
 
-        lengths = getattr(source, "lengths", None)
+        lengths = getattr(sequences, "lengths", None)
         if lengths is None:  # a ragged field of another source: its lengths, indexed once
-            index = length_index(source, pack.field)
+            index = length_index(sequences, pack.field)
             lengths = index.__getitem__
         plan = PackPlan(
             n=len(source),
@@ -284,7 +285,7 @@ class Pipeline(nnx.Module):
             seed=self.seed,
             shuffle=self.shuffle,
         )
-        return plan, PlannedFeed(plan, PackedReader(source, pack, self._placement))
+        return plan, PlannedFeed(plan, PackedReader(sequences, pack, self._placement))
 
     @property
     def truncated_tokens(self) -> int:

@@ -14,7 +14,7 @@ from feedax._apply import AnyOperator, traced_spec
 from feedax._device_step import VALID
 from feedax._errors import HostStageError, PipelineError
 from feedax._filter import Filter
-from feedax._host import HostMap
+from feedax._host import HostMap, Mapped
 from feedax._operator import BatchOperator, Operator
 from feedax._pack import Pack
 from feedax._source import Source
@@ -121,24 +121,26 @@ def _check_pack(source: Any, pack: Any, host: Any, on_error: str) -> None:
             "Write the corpus with fx.write_tokens and read it with "
             "fx.TokenSource.from_directory."
         )
-    spec = source.element_spec.get(pack.field)
+    spec: Any = Mapped(source, host, pack.field).element_spec[pack.field] if host else None
+    spec = source.element_spec.get(pack.field) if spec is None else spec
     if not isinstance(spec, Ragged) or spec.shape or not np.issubdtype(spec.dtype, np.integer):
         raise PipelineError(
             f"Pipeline: Pack(field={pack.field!r}) needs a ragged integer token field of source "
             f"{source.name!r}; its fields are {source.element_spec}. Pass field=<the token field>."
         )
-    if host is not None or on_error == "skip" or source.on_device:
+    if on_error == "skip" or source.on_device or (host is not None and isinstance(source, Mix)):
         raise PipelineError(
-            "Pipeline: packing reads the source's token slices directly; it takes no host "
-            "stage, on_error='skip' or on_device data yet. Tokenize offline into an "
-            "fx.TokenSource (fx.write_tokens)."
+            "Pipeline: packing plans rows from the sequences' lengths; it takes neither "
+            "on_error='skip' nor on_device data, nor a host stage over a Mix yet. Tokenize "
+            "offline into an fx.TokenSource (fx.tokenize, fx.write_tokens)."
         )
 
 
 def record_spec(source: Any, host: Any, pack: Any) -> Spec:
     """What reaches the operators: the source's records, the host stage's, or packed rows."""
     if pack is not None:
-        return pack.output_spec(source.element_spec[pack.field].dtype)
+        packed = source if host is None else Mapped(source, host, pack.field)
+        return pack.output_spec(packed.element_spec[pack.field].dtype)
     return dict(source.element_spec if host is None else host.output_spec(source))
 
 
