@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -9,7 +10,7 @@ import jax
 import numpy as np
 
 from feedax._sources._common import OBJECT
-from feedax._sources._ragged import Ragged, ragged_column
+from feedax._sources._ragged import Ragged
 
 
 class RowError(Exception):
@@ -159,3 +160,32 @@ def fit_column(values: np.ndarray, want: jax.ShapeDtypeStruct) -> np.ndarray:
             raise RowError(0, f"has shape {got} per record, but the element_spec says {want.shape}")
         values = values.reshape(len(values), *want.shape)
     return values
+
+
+def ragged_column(column: Any, want: Ragged) -> np.ndarray:
+    """An Arrow list column as an object array of 1-D arrays: views of its values buffer.
+
+    One NumPy view per record, sliced by the list offsets (no Python object per value).
+
+    Raises:
+      ValueError: (as ``RowError`` by the caller) a null list, or values of another dtype.
+    """
+    import pyarrow as pa
+
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if isinstance(array, pa.ExtensionArray):
+        array = array.storage
+    if not (pa.types.is_list(array.type) or pa.types.is_large_list(array.type)):
+        raise RowError(0, f"has type {array.type}, but the element_spec says {want}: a list")
+    if array.null_count:
+        first = int(np.flatnonzero(array.is_null().to_numpy(zero_copy_only=False))[0])
+        raise RowError(first, "holds a null list; expected a list in every row")
+    offsets = array.offsets.to_numpy()
+    values = array.values.to_numpy(zero_copy_only=False)
+    if values.dtype != want.dtype:
+        if not np.can_cast(values.dtype, want.dtype, "safe"):
+            raise RowError(0, f"holds {values.dtype} values, but the element_spec says {want}")
+        values = values.astype(want.dtype)
+    out = np.empty(len(array), dtype=object)
+    out[:] = [values[a:b] for a, b in itertools.pairwise(offsets)]
+    return out
