@@ -439,11 +439,14 @@ class PackedReader:
         if not is_token_source(source):  # a ragged field: read the batch's sequences
             source = _Sequences(source, pack.field, table[:, DOC])
         lead = int(pack.bos_id is not None)
+        first = source.starts(table[:, DOC])
+        if not lead and pack.eos_id is None:  # one gather: the segments' slices, flat
+            return np.asarray(
+                source.gather(np.repeat(first + table[:, START] - begin, lens) + step)
+            )
         # Where each token stands in its sequence (BOS and EOS counted).
         at = np.repeat(table[:, START] - begin, lens) + step
-        starts = np.repeat(source.starts(table[:, DOC]), lens)
-        if not lead and pack.eos_id is None:
-            return np.asarray(source.gather(starts + at))
+        starts = np.repeat(first, lens)
         ends = np.repeat(source.lengths(table[:, DOC]), lens) + lead  # where EOS stands
         special = np.zeros(len(at), bool) if not lead else at == 0
         if pack.eos_id is not None:
