@@ -97,3 +97,33 @@ def test_tokenize_rejects_what_is_not_text(tmp_path):
         fx.tokenize(numbers, lambda t: [[1]] * len(t), tmp_path, progress=False)
     with pytest.raises(fx.SourceError, match="tokenizer must be"):
         fx.tokenize(numbers, 5, tmp_path, progress=False)
+
+
+def test_tokenize_with_a_sentencepiece_model_trained_here(tmp_path):
+    spm = pytest.importorskip("sentencepiece")
+    import io
+    import os
+    import pathlib
+
+    files = sorted(str(p) for p in pathlib.Path(os.__file__).parent.glob("c*.py"))[:4]
+    lines = [line for f in files for line in pathlib.Path(f).read_text().splitlines() if line]
+
+    def model(vocab):
+        proto = io.BytesIO()
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(lines),
+            model_writer=proto,
+            vocab_size=vocab,
+            model_type="bpe",
+            minloglevel=2,
+        )
+        return spm.SentencePieceProcessor(model_proto=proto.getvalue())
+
+    texts = fx.TextSource(files)
+    small = model(300)
+    tokens = fx.tokenize(texts, small.encode, tmp_path / "sp", progress=False)
+    assert tokens.sequence(0).tolist() == small.encode(texts.read(np.array([0]))["text"][0])
+    # Another model behind the same function name is not mistaken for the cached one.
+    other = model(400)
+    again = fx.tokenize(texts, other.encode, tmp_path / "sp", progress=False)
+    assert again.sequence(0).tolist() == other.encode(texts.read(np.array([0]))["text"][0])

@@ -41,7 +41,8 @@ def tokenize(
       source: a random-access source with a text field (``TextSource``, ``JsonlSource``,
         ``ParquetSource``, ``HFSource``, ``ArraySource`` of strings...).
       tokenizer: a ``tokenizers.Tokenizer`` (its ``encode_batch`` is used), or any
-        callable ``list[str] -> list[list[int]]`` (sentencepiece, tiktoken, your own).
+        callable ``list[str] -> list[list[int]]``: a sentencepiece processor's ``encode``
+        (``pip install 'feedax[text]'``), tiktoken's ``encode_batch``, your own.
       directory: where ``tokens.npy``, ``offsets.npy`` and a fingerprint are written; if it
         already holds this source tokenized by this tokenizer, nothing is redone.
       field: the text field.
@@ -59,7 +60,7 @@ def tokenize(
     """
     encode = _encoder(tokenizer)
     path = os.fspath(directory)
-    key = _fingerprint(source, tokenizer, field, bos_id, eos_id)
+    key = _fingerprint(source, tokenizer, encode, field, bos_id, eos_id)
     marker = os.path.join(path, FINGERPRINT)
     if os.path.isfile(marker):
         with open(marker) as file:
@@ -117,14 +118,25 @@ def _encoded(
         bar.close()
 
 
-def _fingerprint(source: Any, tokenizer: Any, field: str, bos: Any, eos: Any) -> str:
-    """What the tokens depend on: the source (its files' sizes and times), the tokenizer."""
+PROBE = "The quick brown fox jumps over the lazy dog: def f(x): return x ** 2  # 0123456789"
+
+
+def _fingerprint(
+    source: Any, tokenizer: Any, encode: Callable[[list[str]], Any], field: str, bos: Any, eos: Any
+) -> str:
+    """What the tokens depend on: the source (its files' sizes and times), the tokenizer.
+
+    A tokenizer is known by its serialised form where it has one (``to_str``) and, for any
+    tokenizer, by how it encodes a probe text, so another model behind the same function
+    name does not reuse the cache.
+    """
     files = [(f, os.path.getsize(f), os.path.getmtime(f)) for f in getattr(source, "files", [])]
     if hasattr(tokenizer, "to_str"):
         recipe = tokenizer.to_str()
     else:
         recipe = getattr(tokenizer, "__qualname__", repr(tokenizer))
+    probe = [list(map(int, ids)) for ids in encode([PROBE])]
     text = repr(
-        (type(source).__qualname__, source.name, len(source), files, recipe, field, bos, eos)
+        (type(source).__qualname__, source.name, len(source), files, recipe, probe, field, bos, eos)
     )
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
