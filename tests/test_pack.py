@@ -279,3 +279,22 @@ def test_a_host_stage_that_tokenizes_feeds_packing():
     assert sorted(real.tolist()) == sorted([1, 2, 3, 0, 4, 0] + [1] * 50 + [0])
     with pytest.raises(fx.PipelineError, match=r"Pack\(field='tokens'\) packs a field"):
         fx.Pipeline(source, batch_size=2, host=fx.HostMap(words), pack=fx.Pack(16))
+
+
+def test_array_record_records_with_ragged_token_fields_pack(tmp_path):
+    pytest.importorskip("array_record")
+    rows = [
+        np.arange(1 + 1000 * i, 1 + 1000 * i + n, dtype=np.int32)
+        for i, n in enumerate([5, 90, 2, 33])
+    ]
+    paths = fx.write_array_record(str(tmp_path / "tokens.array_record"), [{"ids": r} for r in rows])
+    src = fx.ArrayRecordSource(paths, element_spec={"ids": fx.Ragged(np.int32)})
+    assert src.read(np.array([1]))["ids"][0].tolist() == rows[1].tolist()
+    pipe = fx.Pipeline(src, batch_size=2, pack=fx.Pack(L, field="ids"), drop_remainder=False)
+    got = sorted(tokens_of([host(b) for b in pipe.epoch()]).tolist())
+    assert got == sorted(np.concatenate(rows).tolist())
+    bad = fx.write_array_record(
+        str(tmp_path / "bad.array_record"), [{"ids": np.zeros((2, 2), np.int32)}]
+    )
+    with pytest.raises(fx.SourceError, match=r"record index 0 .*field 'ids' has shape \(2, 2\)"):
+        fx.ArrayRecordSource(bad, element_spec={"ids": fx.Ragged(np.int32)}).read(np.array([0]))

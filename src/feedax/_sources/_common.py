@@ -239,6 +239,13 @@ def record_error(user: str, index: int, file: str, cause: str, fix: str) -> Sour
 
 def fit_value(value: Any, want: jax.ShapeDtypeStruct) -> tuple[Any, str | None]:
     """``value`` as it goes into a batch of ``want``, or the reason it does not fit."""
+    if isinstance(want, Ragged):
+        array = np.asarray(value)
+        if array.ndim != 1 + len(want.shape) or array.shape[1:] != want.shape:
+            return None, f"has shape {array.shape}, but the element_spec says {want}"
+        if array.dtype != want.dtype and not np.can_cast(array.dtype, want.dtype, "safe"):
+            return None, f"has dtype {array.dtype}, but the element_spec says {want}"
+        return array.astype(want.dtype, copy=False), None
     if want.dtype == OBJECT:
         if want.shape == () and isinstance(value, bytes | str | os.PathLike):
             return value, None

@@ -198,7 +198,9 @@ class ArrayRecordSource(FilesSource[_Readers]):
         files whose name contains ``array_record``), or a list of those.
       parse: ``bytes -> dict`` of field -> value, for files you wrote another way. Must be
         picklable (a module-level function) for process workers.
-      element_spec: the declared field -> ``jax.ShapeDtypeStruct`` of one record.
+      element_spec: the declared field -> ``jax.ShapeDtypeStruct`` of one record;
+        ``fx.Ragged(dtype)`` for a field of any length per record (token ids), which a
+        pipeline packs with ``pack=fx.Pack(...)``.
       counts: the number of records each file holds, in index order (e.g. from the
         dataset's metadata). The files are then not opened to count (faster with many
         files), and a damaged file fails per record instead of at construction.
