@@ -14,6 +14,11 @@ MODULES = [
     "feedax._order",
     "feedax._prefetch",
     "feedax._context",
+    "feedax._pack",
+    "feedax._sources.tokens",
+    "feedax._sources.text",
+    "feedax._tokenize",
+    "feedax._demo.lm_model",
 ]
 
 
