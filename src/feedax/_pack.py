@@ -12,6 +12,7 @@ so resuming re-plans one window.
 from __future__ import annotations
 
 import bisect
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
@@ -32,6 +33,8 @@ Long = Literal["split", "truncate", "error"]
 
 # Columns of a segment table: one row per piece of a sequence placed in a packed row.
 ROW, DOC, START, LEN, COL, CUT = range(6)
+GROUP = 8
+"""Steps whose rows a reader builds in one pass."""
 
 
 class Pack(nnx.Module):
@@ -386,15 +389,25 @@ class PackedReader:
         self.placement = placement
 
     def load(self, steps: Iterator[Step]) -> Iterator[Any]:
-        """The loaded steps, in order."""
+        """The loaded steps, in order.
+
+        This process's rows of ``GROUP`` consecutive steps are built in one pass (the
+        plan is cheap to run ahead), then handed over step by step.
+        """
         lo, hi = self.placement.rows
-        for step in steps:
-            assert step.segments is not None
-            table = step.segments
-            mine = table[(table[:, ROW] >= lo) & (table[:, ROW] < hi)].copy()
-            mine[:, ROW] -= lo
-            records = self.rows(mine, hi - lo)
-            yield self.placement.put(step, records, read=time.perf_counter() - step.began)
+        rows = hi - lo
+        while group := list(itertools.islice(steps, GROUP)):
+            tables = []
+            for k, step in enumerate(group):
+                assert step.segments is not None
+                table = step.segments
+                mine = table[(table[:, ROW] >= lo) & (table[:, ROW] < hi)].copy()
+                mine[:, ROW] += k * rows - lo
+                tables.append(mine)
+            fields = self.rows(np.concatenate(tables), len(group) * rows)
+            for k, step in enumerate(group):
+                part = {f: v[k * rows : (k + 1) * rows] for f, v in fields.items()}
+                yield self.placement.put(step, part, read=time.perf_counter() - step.began)
 
     def rows(self, table: np.ndarray, count: int) -> dict[str, np.ndarray]:
         """The fields of ``count`` rows holding the segments of ``table``.
