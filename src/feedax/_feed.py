@@ -11,7 +11,7 @@ import numpy as np
 from feedax._filter import Filter
 from feedax._host import HostMap
 from feedax._order import EpochOrder
-from feedax._pack import PackedReader
+from feedax._packed_rows import PackedReader
 from feedax._plan import Locate, Planner, RowPlan
 from feedax._read import GatherReader, HostReader, Placement
 from feedax._skip import SkipReader

@@ -12,7 +12,6 @@ so resuming re-plans one window.
 from __future__ import annotations
 
 import bisect
-import itertools
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
@@ -25,7 +24,6 @@ from feedax._errors import PipelineError, SourceError
 from feedax._filter import Filter
 from feedax._order import EpochOrder
 from feedax._plan import Locate
-from feedax._sources.tokens import is_token_source
 from feedax._step import Position, Step
 
 Method = Literal["best_fit", "first_fit", "concat"]
@@ -33,8 +31,6 @@ Long = Literal["split", "truncate", "error"]
 
 # Columns of a segment table: one row per piece of a sequence placed in a packed row.
 ROW, DOC, START, LEN, COL, CUT = range(6)
-GROUP = 8
-"""Steps whose rows a reader builds in one pass."""
 
 
 class Pack(nnx.Module):
@@ -378,128 +374,3 @@ class PackPlan:
             step += 1
             if last:
                 return
-
-
-class PackedReader:
-    """Materialises this process's packed rows of each step with vectorised gathers."""
-
-    def __init__(self, source: Any, pack: Pack, placement: Any):
-        self.source = source
-        self.pack = pack
-        self.placement = placement
-
-    def load(self, steps: Iterator[Step]) -> Iterator[Any]:
-        """The loaded steps, in order.
-
-        This process's rows of ``GROUP`` consecutive steps are built in one pass (the
-        plan is cheap to run ahead), then handed over step by step.
-        """
-        lo, hi = self.placement.rows
-        rows = hi - lo
-        while group := list(itertools.islice(steps, GROUP)):
-            tables = []
-            for k, step in enumerate(group):
-                assert step.segments is not None
-                table = step.segments
-                mine = table[(table[:, ROW] >= lo) & (table[:, ROW] < hi)].copy()
-                mine[:, ROW] += k * rows - lo
-                tables.append(mine)
-            fields = self.rows(np.concatenate(tables), len(group) * rows)
-            for k, step in enumerate(group):
-                part = {f: v[k * rows : (k + 1) * rows] for f, v in fields.items()}
-                yield self.placement.put(step, part, read=time.perf_counter() - step.began)
-
-    def rows(self, table: np.ndarray, count: int) -> dict[str, np.ndarray]:
-        """The fields of ``count`` rows holding the segments of ``table``.
-
-        A row's segments fill it from column 0 without gaps, in table order, so each
-        field is one boolean-mask assignment of the concatenated segments. Positions in a
-        segment are positions in its sequence with ``bos_id`` / ``eos_id`` added.
-        """
-        L, pack = self.pack.length, self.pack
-        lens = table[:, LEN]
-        used = np.bincount(table[:, ROW], weights=lens, minlength=count).astype(np.int64)
-        filled = np.arange(L) < used[:, None]
-        begin = np.cumsum(lens) - lens  # each segment's start in the concatenation
-        step = np.arange(int(lens.sum()))
-        within = step - np.repeat(begin, lens)
-        values = self._values(table, lens, begin, step)
-        tokens = np.full((count, L), pack.pad_id, values.dtype)
-        tokens[filled] = values
-        rows = table[:, ROW]
-        first = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows) else rows
-        rank = np.arange(len(rows)) - np.repeat(first, np.diff(np.r_[first, len(rows)]))
-        segment_ids = np.zeros((count, L), np.int32)
-        segment_ids[filled] = np.repeat(rank + 1, lens)
-        positions = np.zeros((count, L), np.int32)
-        positions[filled] = within
-        fields = {"tokens": tokens, "segment_ids": segment_ids, "positions": positions}
-        if pack.targets:
-            has = within + 1 < np.repeat(lens, lens)  # the next token is in the same segment
-            following = np.where(has, np.roll(values, -1), pack.pad_id).astype(values.dtype)
-            targets = np.full((count, L), pack.pad_id, values.dtype)
-            targets[filled] = following
-            mask = np.zeros((count, L), bool)
-            mask[filled] = has
-            fields.update(targets=targets, loss_mask=mask)
-        return fields
-
-    def _values(
-        self, table: np.ndarray, lens: np.ndarray, begin: np.ndarray, step: np.ndarray
-    ) -> np.ndarray:
-        """The segments' tokens, concatenated: gathered, with BOS / EOS where they stand."""
-        pack, source = self.pack, self.source
-        if not is_token_source(source):  # a ragged field: read the batch's sequences
-            source = _Sequences(source, pack.field, table[:, DOC])
-        lead = int(pack.bos_id is not None)
-        first = source.starts(table[:, DOC])
-        if not lead and pack.eos_id is None:  # one gather: the segments' slices, flat
-            return np.asarray(
-                source.gather(np.repeat(first + table[:, START] - begin, lens) + step)
-            )
-        # Where each token stands in its sequence (BOS and EOS counted).
-        at = np.repeat(table[:, START] - begin, lens) + step
-        starts = np.repeat(first, lens)
-        ends = np.repeat(source.lengths(table[:, DOC]), lens) + lead  # where EOS stands
-        special = np.zeros(len(at), bool) if not lead else at == 0
-        if pack.eos_id is not None:
-            special |= at == ends
-        values = np.empty(len(at), self.source.element_spec[pack.field].dtype)
-        values[~special] = source.gather(starts[~special] + at[~special] - lead)
-        if lead:
-            values[at == 0] = pack.bos_id
-        if pack.eos_id is not None:
-            values[at == ends] = pack.eos_id
-        return values
-
-
-class _Sequences:
-    """The sequences of some records of a source with a ragged field, laid out flat.
-
-    What a packed batch needs of a source that is not stored flat (a Parquet list column,
-    an in-memory object array): its records are read once per batch.
-    """
-
-    def __init__(self, source: Any, field: str, docs: np.ndarray):
-        self.docs = np.unique(docs)
-        values = source.read(self.docs)[field]
-        for index, value in zip(self.docs, values, strict=True):
-            value = np.asarray(value)
-            if value.ndim != 1 or not np.issubdtype(value.dtype, np.integer):
-                raise SourceError(
-                    f"{source.name}: record index {int(index)} has {value.dtype} of shape "
-                    f"{value.shape} in field {field!r}; packing needs a 1-D array of integer "
-                    "token ids."
-                )
-        self.length = np.array([len(v) for v in values], np.int64)
-        self.flat = np.concatenate([np.asarray(v) for v in values]) if len(values) else values
-        self.begin = np.cumsum(self.length) - self.length
-
-    def starts(self, docs: np.ndarray) -> np.ndarray:
-        return self.begin[np.searchsorted(self.docs, docs)]
-
-    def lengths(self, docs: np.ndarray) -> np.ndarray:
-        return self.length[np.searchsorted(self.docs, docs)]
-
-    def gather(self, flat: np.ndarray) -> np.ndarray:
-        return self.flat[flat]

@@ -17,7 +17,8 @@ from feedax._feed import Feed, PlannedFeed, build_feed, order_of, plan_of
 from feedax._filter import Filter
 from feedax._host import HostMap, Mapped
 from feedax._modes import ModeHolders, claim
-from feedax._pack import CUT, Pack, PackedReader, PackPlan
+from feedax._pack import CUT, Pack, PackPlan
+from feedax._packed_rows import PackedReader
 from feedax._placement import DeviceData, auto_axes, local_rows, replicated
 from feedax._plan import Locate, Planner
 from feedax._prefetch import Prefetcher
