@@ -19,6 +19,7 @@ MODULES = [
     "feedax._sources.text",
     "feedax._tokenize",
     "feedax._demo.lm_model",
+    "feedax.cli",
 ]
 
 

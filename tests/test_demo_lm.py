@@ -26,3 +26,13 @@ def test_cli_routes_the_lm_task_and_rejects_mixed_options(capsys):
     assert "--steps, not --epochs" in capsys.readouterr().err
     assert cli.main(["demo", "--steps", "5"]) == 2
     assert "--steps is for --task lm" in capsys.readouterr().err
+
+
+def test_cli_version_and_bare_command(capsys):
+    import feedax as fx
+
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"feedax {fx.__version__}"
+    assert cli.main([]) == 0
+    assert "COMMAND" in capsys.readouterr().out

@@ -24,12 +24,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     Example:
       >>> build_parser().parse_args(["demo", "--epochs", "3"])
-      Namespace(command='demo', epochs=3)
+      Namespace(command='demo', task='digits', epochs=3)
     """
+    from feedax import __version__
+
     parser = argparse.ArgumentParser(
         prog="feedax",
         description="feedax: JAX data pipelines in which every part is an NNX module.",
     )
+    parser.add_argument("--version", action="version", version=f"feedax {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = commands.add_parser(
         "demo",
@@ -81,7 +84,11 @@ def main(argv: Sequence[str] | None = None) -> int:
       0
     """
     parser = build_parser()
-    args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else list(argv))
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:  # no command: say what there is
+        parser.print_help()
+        return 0
+    args, rest = parser.parse_known_args(argv)
     if args.command == "bench":
         return _bench(rest)
     if args.command == "gallery":
