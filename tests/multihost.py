@@ -40,3 +40,14 @@ def run_workers(worker: Path, out: Path, steps: int, save_step: int, n: int = 2)
     for p, log in zip(procs, logs, strict=True):
         assert p.returncode == 0, log[-3000:]
     return [json.loads((out / f"{i}.json").read_text()) for i in range(n)]
+
+
+def union(runs: list[dict], step: int, rows: int) -> dict[str, object]:
+    """Row -> what the processes produced for ``step``; each row from exactly one of them."""
+    merged: dict[str, object] = {}
+    for run in runs:
+        part = run["records"][step]
+        assert not merged.keys() & part.keys(), "two processes produced the same row"
+        merged.update(part)
+    assert sorted(int(k) for k in merged) == list(range(rows))
+    return merged

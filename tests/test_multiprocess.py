@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import host, make_pipeline
 from flax import nnx
-from multihost import run_workers
+from multihost import run_workers, union
 
 WORKER = Path(__file__).parent / "multihost_worker.py"
 STEPS, SAVE_STEP = 10, 4  # 7 batches per epoch: crosses an epoch boundary
@@ -23,12 +23,7 @@ def test_union_of_processes_is_the_single_process_batch(two_process_run):
     it = iter(single)
     for step in range(STEPS):
         expected = host(next(it))
-        rows = {}
-        for run in two_process_run:
-            part = run["records"][step]
-            assert not rows.keys() & part.keys(), "two processes produced the same row"
-            rows.update(part)
-        assert sorted(int(k) for k in rows) == list(range(8))
+        rows = union(two_process_run, step, 8)
         ids = [rows[str(r)][0] for r in range(8)]
         np.testing.assert_array_equal(ids, expected["id"])
         images = np.array([rows[str(r)][1] for r in range(8)])

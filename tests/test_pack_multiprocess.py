@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import first_batches
-from multihost import run_workers
+from multihost import run_workers, union
 from test_pack import pipeline
 
 WORKER = Path(__file__).parent / "multihost_pack_worker.py"
@@ -21,12 +21,7 @@ def test_two_processes_make_the_single_process_rows_and_resume_on_one(two_proces
     assert all(r["devices"] == 4 for r in two_process_run)
     expected = first_batches(pipeline(), STEPS)
     for step in range(STEPS):
-        rows = {}
-        for run in two_process_run:
-            part = run["records"][step]
-            assert not rows.keys() & part.keys(), "two processes produced the same row"
-            rows.update(part)
-        assert sorted(int(k) for k in rows) == list(range(8))
+        rows = union(two_process_run, step, 8)
         for field in ("tokens", "segment_ids", "positions"):
             got = np.array([rows[str(r)][field] for r in range(8)])
             np.testing.assert_array_equal(got, expected[step][field], err_msg=field)
