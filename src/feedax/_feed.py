@@ -9,12 +9,14 @@ from typing import Any, Protocol
 import numpy as np
 
 from feedax._filter import Filter
-from feedax._host import HostMap
+from feedax._host import HostMap, Mapped
 from feedax._order import EpochOrder
+from feedax._pack import Pack, PackPlan
 from feedax._packed_rows import PackedReader
 from feedax._plan import Locate, Planner, RowPlan
 from feedax._read import GatherReader, HostReader, Placement
 from feedax._skip import SkipReader
+from feedax._sources._ragged import length_index
 from feedax._sources.mix import Mix
 from feedax._step import Loaded, Position
 from feedax._stream import StreamReader, StreamSource
@@ -82,18 +84,56 @@ def plan_of(
     on_device: bool,
 ) -> RowPlan:
     """The plan of a random-access source (the device orders on-device data itself)."""
-
-    def order() -> Locate:
-        return order_of(source, seed=seed, shuffle=shuffle, schedule=schedule)
-
     return RowPlan(
         n=len(source),
         batch_size=batch_size,
-        order=None if on_device else order,
+        order=None if on_device else _order_factory(source, seed, shuffle, schedule),
         filter=filter,
         source=source,
         mixed=isinstance(source, Mix),
     )
+
+
+def _order_factory(
+    source: Any, seed: int, shuffle: bool, schedule: Callable[[], np.ndarray] | None
+) -> Callable[[], Locate]:
+    """Makes the order afresh at each start of an iteration (a schedule may have moved)."""
+
+    def order() -> Locate:
+        return order_of(source, seed=seed, shuffle=shuffle, schedule=schedule)
+
+    return order
+
+
+def packed_feed(
+    source: Any,
+    pack: Pack,
+    *,
+    host: HostMap | None,
+    batch_size: int,
+    seed: int,
+    shuffle: bool,
+    filter: Filter | None,
+    schedule: Callable[[], np.ndarray] | None,
+    placement: Placement,
+) -> tuple[PackPlan, Feed]:
+    """The plan and feed of a packing pipeline: rows planned from the sequences' lengths."""
+    sequences = source if host is None else Mapped(source, host, pack.field)
+    lengths = getattr(sequences, "lengths", None)
+    if lengths is None:  # a ragged field of another source: its lengths, indexed once
+        lengths = length_index(sequences, pack.field).__getitem__
+    plan = PackPlan(
+        n=len(source),
+        batch_size=batch_size,
+        order=_order_factory(source, seed, shuffle, schedule),
+        lengths=lengths,
+        pack=pack,
+        filter=filter,
+        source=source,
+        seed=seed,
+        shuffle=shuffle,
+    )
+    return plan, PlannedFeed(plan, PackedReader(sequences, pack, placement))
 
 
 def build_feed(

@@ -13,20 +13,18 @@ from flax import nnx
 from feedax._apply import AnyOperator, apply_operators, traced_spec
 from feedax._device_step import VALID, CompileAhead, DeviceStep, Gather
 from feedax._errors import PipelineError, StateMismatchError
-from feedax._feed import Feed, PlannedFeed, build_feed, order_of, plan_of
+from feedax._feed import Feed, build_feed, packed_feed, plan_of
 from feedax._filter import Filter
-from feedax._host import HostMap, Mapped
+from feedax._host import HostMap
 from feedax._modes import ModeHolders, claim
-from feedax._pack import CUT, Pack, PackPlan
-from feedax._packed_rows import PackedReader
+from feedax._pack import CUT, Pack
 from feedax._placement import DeviceData, auto_axes, local_rows, replicated
-from feedax._plan import Locate, Planner
+from feedax._plan import Planner
 from feedax._prefetch import Prefetcher
 from feedax._profile import Profile, StageTimes
 from feedax._read import Placement
 from feedax._skip import SkipLog, record_skips
 from feedax._source import Source
-from feedax._sources._ragged import length_index
 from feedax._sources.mix import Mix
 from feedax._state import (
     Cursor,
@@ -227,17 +225,28 @@ class Pipeline(nnx.Module):
     def _choose_feed(self) -> tuple[Planner | None, Feed]:
         """The plan (None for a stream) and the feed that plans and reads, chosen once."""
         source, plan = self.source, None
+        mixture = self.mixture if isinstance(source, Mix) else None
+        schedule = None if mixture is None else lambda: np.asarray(mixture[...])
         if self.pack is not None:
-            return self._choose_packing()
+            return packed_feed(
+                source,
+                self.pack,
+                host=self.host,
+                batch_size=self.batch_size,
+                seed=self.seed,
+                shuffle=self.shuffle,
+                filter=self.filter,
+                schedule=schedule,
+                placement=self._placement,
+            )
         if isinstance(source, Source):
-            mixture = self.mixture if isinstance(source, Mix) else None
             plan = plan_of(
                 source,
                 batch_size=self.batch_size,
                 seed=self.seed,
                 shuffle=self.shuffle,
                 filter=self.filter,
-                schedule=None if mixture is None else lambda: np.asarray(mixture[...]),
+                schedule=schedule,
                 on_device=self._gather is not None,
             )
         feed = build_feed(
@@ -252,41 +261,6 @@ class Pipeline(nnx.Module):
             read_ahead=max(self.prefetch, 1),
         )
         return plan, feed
-
-    def _choose_packing(self) -> tuple[Planner, Feed]:
-        source, pack = self.source, self.pack
-        assert isinstance(source, Source) and pack is not None
-        sequences = source if self.host is None else Mapped(source, self.host, pack.field)
-
-        mixture = self.mixture if isinstance(source, Mix) else None
-
-        def schedule() -> np.ndarray:
-            return np.asarray(mixture[...])  # type: ignore[index]
-
-        def order() -> Locate:
-            return order_of(
-                source,
-                seed=self.seed,
-                shuffle=self.shuffle,
-                schedule=None if mixture is None else schedule,
-            )
-
-        lengths = getattr(sequences, "lengths", None)
-        if lengths is None:  # a ragged field of another source: its lengths, indexed once
-            index = length_index(sequences, pack.field)
-            lengths = index.__getitem__
-        plan = PackPlan(
-            n=len(source),
-            batch_size=self.batch_size,
-            order=order,
-            lengths=lengths,
-            pack=pack,
-            filter=self.filter,
-            source=source,
-            seed=self.seed,
-            shuffle=self.shuffle,
-        )
-        return plan, PlannedFeed(plan, PackedReader(sequences, pack, self._placement))
 
     @property
     def truncated_tokens(self) -> int:

@@ -98,7 +98,9 @@ class RowPlan:
             valid = positions < n
             indices = epochs = rows = None
             if locate is not None:
-                indices, epochs = _padded(locate(epoch, positions[valid]), b)
+                indices, epochs = locate(epoch, positions[valid])
+                indices = _padded(indices, b)
+                epochs = None if epochs is None else _padded(epochs, b)
                 rows = np.where(valid, positions, start)
             last = start + b >= n or (drop and start + 2 * b > n)
             end = min(start + b, n)
@@ -140,10 +142,8 @@ class RowPlan:
             rest = len(pending[0])
             last = exhausted and (rest == 0 or (drop and rest < b))
             valid = np.arange(b) < count
-            pad = np.zeros(b - count, np.int64)
-            indices = np.concatenate([indices, indices[pad]])
-            own = np.concatenate([epochs, epochs[pad]]) if self.mixed else None
-            rows = np.concatenate([positions, positions[pad]])
+            indices, rows = _padded(indices, b), _padded(positions, b)
+            own = _padded(epochs, b) if self.mixed else None
             end = int(positions[-1]) + 1
             yield Step(epoch, step, start, end, indices, valid, own, last, rows, began=began)
             start, step = end, step + 1
@@ -151,13 +151,8 @@ class RowPlan:
                 return
 
 
-def _padded(
-    located: tuple[np.ndarray, np.ndarray | None], b: int
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Indices (and epochs) padded to ``b`` rows with row 0's."""
-    indices, epochs = located
-    if len(indices) < b:
-        pad = np.zeros(b - len(indices), np.int64)
-        indices = np.concatenate([indices, indices[pad]])
-        epochs = None if epochs is None else np.concatenate([epochs, epochs[pad]])
-    return indices, epochs
+def _padded(values: np.ndarray, b: int) -> np.ndarray:
+    """``values`` padded to ``b`` rows by repeating row 0 (padding rows are masked invalid)."""
+    if len(values) >= b:
+        return values
+    return np.concatenate([values, np.repeat(values[:1], b - len(values))])
