@@ -145,6 +145,13 @@ def test_bad_sequences_are_named():
         fx.write_tokens("/tmp/feedax-bad-tokens", [[1, 2], [0.5]])
 
 
+def test_an_epoch_with_fewer_rows_than_a_batch_is_an_error_not_a_hang():
+    small = fx.TokenSource(np.arange(1, 11, dtype=np.int32), np.arange(0, 11, 2))
+    pipe = fx.Pipeline(small, batch_size=4, pack=fx.Pack(L), drop_remainder=True)
+    with pytest.raises(fx.PipelineError, match="fewer rows than one batch of 4"):
+        next(iter(pipe))
+
+
 def test_a_ragged_field_without_packing_is_an_error_naming_the_ways_out():
     with pytest.raises(fx.PipelineError, match=r"'tokens'.*variable length.*fx.Pack\(length"):
         fx.Pipeline(corpus(), batch_size=4)
@@ -277,7 +284,7 @@ def test_a_host_stage_that_tokenizes_feeds_packing():
     batches = [host(b) for b in pipe.epoch()]
     real = tokens_of(batches)
     assert sorted(real.tolist()) == sorted([1, 2, 3, 0, 4, 0] + [1] * 50 + [0])
-    with pytest.raises(fx.PipelineError, match=r"Pack\(field='tokens'\) packs a field"):
+    with pytest.raises(fx.PipelineError, match=r"Pack packs field 'tokens' of the host stage"):
         fx.Pipeline(source, batch_size=2, host=fx.HostMap(words), pack=fx.Pack(16))
 
 

@@ -118,10 +118,19 @@ def packed_feed(
     placement: Placement,
 ) -> tuple[PackPlan, Feed]:
     """The plan and feed of a packing pipeline: rows planned from the sequences' lengths."""
-    sequences = source if host is None else Mapped(source, host, pack.field)
-    lengths = getattr(sequences, "lengths", None)
-    if lengths is None:  # a ragged field of another source: its lengths, indexed once
-        lengths = length_index(sequences, pack.field).__getitem__
+    sequences = source if host is None else Mapped(source, host, pack.fields)
+    own = getattr(sequences, "lengths", None)
+    if own is not None and len(pack.fields) == 1:  # a source of flat token sequences
+
+        def lengths(docs: np.ndarray) -> np.ndarray:
+            return own(docs)[:, None]
+
+    else:  # ragged fields of another source: their lengths, indexed once
+        table = length_index(sequences, pack.fields)
+
+        def lengths(docs: np.ndarray) -> np.ndarray:
+            return table[docs]
+
     plan = PackPlan(
         n=len(source),
         batch_size=batch_size,

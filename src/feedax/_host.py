@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import jax
@@ -12,7 +12,7 @@ import numpy as np
 from flax import nnx
 
 from feedax._errors import HostStageError, PipelineError
-from feedax._sources._ragged import Ragged
+from feedax._ragged import Ragged
 
 HostRecord = dict[str, np.ndarray]
 HostFn = Callable[[dict[str, Any], "HostContext"], Mapping[str, Any]]
@@ -125,34 +125,36 @@ class Mapped:
     same output in every epoch).
     """
 
-    def __init__(self, source: Any, stage: HostMap, field: str):
+    def __init__(self, source: Any, stage: HostMap, fields: Sequence[str]):
         self.source = source
         self.stage = stage
         self.name = f"{source.name} through {stage.name}"
-        self.field = field
+        self.fields = tuple(fields)
         self.seed = stage.seed()
         out = stage.output_spec(source)
-        if field not in out or len(out[field].shape) != 1:
-            raise PipelineError(
-                f"Pipeline: Pack(field={field!r}) packs a field of the host stage "
-                f"{stage.name!r}, which returns {sorted(out)}. Return the token ids as a 1-D "
-                "array under that name."
-            )
-        self.element_spec = {field: Ragged(out[field].dtype)}
+        for field in self.fields:
+            if field not in out or len(out[field].shape) != 1:
+                raise PipelineError(
+                    f"Pipeline: Pack packs field {field!r} of the host stage {stage.name!r}, "
+                    f"which returns {sorted(out)}. Return the token ids as a 1-D array under "
+                    "that name."
+                )
+        self.element_spec = {field: Ragged(out[field].dtype) for field in self.fields}
 
     def __len__(self) -> int:
         return len(self.source)
 
     def read(self, indices: np.ndarray) -> dict[str, np.ndarray]:
-        """The host stage's ``field`` for each record, as an object array of arrays."""
+        """The host stage's packed fields for each record, as object arrays of arrays."""
         records = self.source.read(np.asarray(indices, np.int64))
-        out = np.empty(len(indices), dtype=object)
+        out = {field: np.empty(len(indices), dtype=object) for field in self.fields}
         for j, index in enumerate(np.asarray(indices).tolist()):
             record = {k: v[j] for k, v in records.items()}
             ctx = HostContext(0, index, True, self.seed)
             result = call_host_fn(self.stage.fn, record, ctx, source_name=self.source.name)
-            out[j] = result[self.field]
-        return {self.field: out}
+            for field in self.fields:
+                out[field][j] = result[field]
+        return out
 
 
 def first_record(source: Any) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from feedax._errors import SourceError
-from feedax._pack import DOC, LEN, ROW, START, Pack
+from feedax._pack import DOC, LEN, ROW, START, Pack, field_table
 from feedax._sources.tokens import is_token_source
 from feedax._step import Step
 
@@ -48,20 +48,37 @@ class PackedReader:
                 yield self.placement.put(step, part, read=time.perf_counter() - step.began)
 
     def rows(self, table: np.ndarray, count: int) -> dict[str, np.ndarray]:
-        """The fields of ``count`` rows holding the segments of ``table``.
+        """The fields of ``count`` rows holding the segments of ``table``, for every field."""
+        pack, source = self.pack, self.source
+        if not is_token_source(source):  # ragged fields: read the batch's records once
+            docs = np.unique(table[:, DOC])
+            records = source.read(docs)
+        fields: dict[str, np.ndarray] = {}
+        for f, field in enumerate(pack.fields):
+            own = source
+            if not is_token_source(source):
+                own = _Sequences(source.name, field, docs, records[field])
+            dtype = self.source.element_spec[field].dtype
+            fields.update(self._field(field_table(table, f), count, f, own, dtype))
+        return fields
+
+    def _field(
+        self, table: np.ndarray, count: int, f: int, source: Any, dtype: Any
+    ) -> dict[str, np.ndarray]:
+        """One packed field's rows, by vectorised gathers.
 
         A row's segments fill it from column 0 without gaps, in table order, so each
-        field is one boolean-mask assignment of the concatenated segments. Positions in a
+        output is one boolean-mask assignment of the concatenated segments. Positions in a
         segment are positions in its sequence with ``bos_id`` / ``eos_id`` added.
         """
-        L, pack = self.pack.length, self.pack
+        pack, L, name = self.pack, self.pack.sizes[f], self.pack.names(f)
         lens = table[:, LEN]
         used = np.bincount(table[:, ROW], weights=lens, minlength=count).astype(np.int64)
         filled = np.arange(L) < used[:, None]
         begin = np.cumsum(lens) - lens  # each segment's start in the concatenation
         step = np.arange(int(lens.sum()))
         within = step - np.repeat(begin, lens)
-        values = self._values(table, lens, begin, step)
+        values = self._values(table, lens, begin, step, source, dtype)
         tokens = np.full((count, L), pack.pad_id, values.dtype)
         tokens[filled] = values
         rows = table[:, ROW]
@@ -71,24 +88,29 @@ class PackedReader:
         segment_ids[filled] = np.repeat(rank + 1, lens)
         positions = np.zeros((count, L), np.int32)
         positions[filled] = within
-        fields = {"tokens": tokens, "segment_ids": segment_ids, "positions": positions}
-        if pack.targets:
+        out = {name["tokens"]: tokens, name["segment_ids"]: segment_ids}
+        out[name["positions"]] = positions
+        if pack.fields[f] in pack.targets:
             has = within + 1 < np.repeat(lens, lens)  # the next token is in the same segment
             following = np.where(has, np.roll(values, -1), pack.pad_id).astype(values.dtype)
             targets = np.full((count, L), pack.pad_id, values.dtype)
             targets[filled] = following
             mask = np.zeros((count, L), bool)
             mask[filled] = has
-            fields.update(targets=targets, loss_mask=mask)
-        return fields
+            out.update({name["targets"]: targets, name["loss_mask"]: mask})
+        return out
 
     def _values(
-        self, table: np.ndarray, lens: np.ndarray, begin: np.ndarray, step: np.ndarray
+        self,
+        table: np.ndarray,
+        lens: np.ndarray,
+        begin: np.ndarray,
+        step: np.ndarray,
+        source: Any,
+        dtype: Any,
     ) -> np.ndarray:
         """The segments' tokens, concatenated: gathered, with BOS / EOS where they stand."""
-        pack, source = self.pack, self.source
-        if not is_token_source(source):  # a ragged field: read the batch's sequences
-            source = _Sequences(source, pack.field, table[:, DOC])
+        pack = self.pack
         lead = int(pack.bos_id is not None)
         first = source.starts(table[:, DOC])
         if not lead and pack.eos_id is None:  # one gather: the segments' slices, flat
@@ -102,7 +124,7 @@ class PackedReader:
         special = np.zeros(len(at), bool) if not lead else at == 0
         if pack.eos_id is not None:
             special |= at == ends
-        values = np.empty(len(at), self.source.element_spec[pack.field].dtype)
+        values = np.empty(len(at), dtype)
         values[~special] = source.gather(starts[~special] + at[~special] - lead)
         if lead:
             values[at == 0] = pack.bos_id
@@ -112,20 +134,19 @@ class PackedReader:
 
 
 class _Sequences:
-    """The sequences of some records of a source with a ragged field, laid out flat.
+    """One ragged field of some records of a source, laid out flat.
 
     What a packed batch needs of a source that is not stored flat (a Parquet list column,
     an in-memory object array): its records are read once per batch.
     """
 
-    def __init__(self, source: Any, field: str, docs: np.ndarray):
-        self.docs = np.unique(docs)
-        values = source.read(self.docs)[field]
+    def __init__(self, source: str, field: str, docs: np.ndarray, values: Any):
+        self.docs = docs  # sorted, unique
         for index, value in zip(self.docs, values, strict=True):
             value = np.asarray(value)
             if value.ndim != 1 or not np.issubdtype(value.dtype, np.integer):
                 raise SourceError(
-                    f"{source.name}: record index {int(index)} has {value.dtype} of shape "
+                    f"{source}: record index {int(index)} has {value.dtype} of shape "
                     f"{value.shape} in field {field!r}; packing needs a 1-D array of integer "
                     "token ids."
                 )

@@ -17,7 +17,7 @@ from feedax._feed import Feed, build_feed, packed_feed, plan_of
 from feedax._filter import Filter
 from feedax._host import HostMap
 from feedax._modes import ModeHolders, claim
-from feedax._pack import CUT, Pack
+from feedax._pack import Pack, truncated
 from feedax._placement import DeviceData, auto_axes, local_rows, replicated
 from feedax._plan import Planner
 from feedax._prefetch import Prefetcher
@@ -389,7 +389,7 @@ class Pipeline(nnx.Module):
                     if step.skipped:
                         self._record_skips(step.skipped)
                     if step.segments is not None and hasattr(self, "truncated"):
-                        cut = int(step.segments[:, CUT].sum())
+                        cut = truncated(step.segments)
                         self.truncated.set_value(np.asarray(self.truncated[...]) + cut)
                     # Replace, never write into, the array: snapshots of the state keep theirs.
                     mine = np.asarray(step.after, np.int64)

@@ -11,6 +11,7 @@ import numpy as np
 from flax import nnx
 
 from feedax._errors import SourceError
+from feedax._ragged import Ragged
 
 Batch = dict[str, np.ndarray]
 
@@ -76,6 +77,34 @@ def select(source: Any, records: Batch, columns: Sequence[str]) -> Batch:
     return {c: records[c] for c in columns}
 
 
+def _column(source: str, field: str, value: Any) -> tuple[np.ndarray, Ragged | None]:
+    """``value`` as an array, or as an object array of arrays with its spec if it is ragged."""
+    if isinstance(value, np.ndarray) and value.dtype != object:
+        return value, None
+    try:
+        array = np.asarray(value)
+        if array.dtype != object:
+            return array, None
+        if not all(isinstance(v, np.ndarray | list | tuple) for v in array.ravel()):
+            return array, None  # Python objects (strings, bytes) for a host stage
+    except ValueError:  # sequences of different lengths
+        pass
+    items = [np.asarray(v) for v in value]
+    kinds = {(v.dtype, v.shape[1:]) for v in items if v.size}  # [] reads as float64: any kind
+    if len(kinds) != 1 or any(v.ndim == 0 or v.dtype == object for v in items):
+        raise SourceError(
+            f"{source}: field {field!r} holds records of different kinds "
+            f"({sorted(str(v.dtype) + str(v.shape) for v in items[:3])} ...). A field holds "
+            "arrays of one dtype and rank; only their first dimension may vary (a ragged "
+            "field). Convert them, e.g. np.asarray(v, np.int32) for each."
+        )
+    ((dtype, shape),) = kinds
+    items = [v if v.size else np.zeros((0, *shape), dtype) for v in items]
+    array = np.empty(len(items), dtype=object)
+    array[:] = items
+    return array, Ragged(dtype, shape)
+
+
 class _Columns:
     """Holds a source's arrays outside NNX's state, so the data never enters a checkpoint.
 
@@ -83,9 +112,10 @@ class _Columns:
     the upload overlaps the compilation.
     """
 
-    def __init__(self, columns: dict[str, np.ndarray], on_device: bool):
+    def __init__(self, columns: dict[str, np.ndarray], on_device: bool, ragged: dict[str, Ragged]):
         self.columns = columns
         self.on_device = on_device
+        self.ragged = ragged
         self._device: dict[str, jax.Array] | None = None
 
     def device(self) -> dict[str, jax.Array]:
@@ -136,10 +166,13 @@ class ArraySource(Source):
                 "Pass e.g. {'image': images, 'label': labels}."
             )
         columns: dict[str, np.ndarray] = {}
+        ragged: dict[str, Ragged] = {}
         for field, value in data.items():
             if not isinstance(field, str):
                 raise SourceError(f"{name}: field names must be strings, got {field!r}.")
-            array = value if isinstance(value, np.ndarray) else np.asarray(value)
+            array, spec = _column(name, field, value)
+            if spec is not None:
+                ragged[field] = spec
             if array.ndim == 0:
                 raise SourceError(
                     f"{name}: field {field!r} is a scalar; expected an array whose first "
@@ -161,16 +194,18 @@ class ArraySource(Source):
                         f"{name}: field {field!r} holds {array.dtype} values, which cannot live "
                         "on the device. Use on_device=False and a host stage to decode them."
                     )
-        self._columns = _Columns(columns, bool(on_device))
+        self._columns = _Columns(columns, bool(on_device), ragged)
 
     def __len__(self) -> int:
         return len(next(iter(self._columns.columns.values())))
 
     @property
-    def element_spec(self) -> dict[str, jax.ShapeDtypeStruct]:
-        """The shape and dtype of each field of one record."""
+    def element_spec(self) -> dict[str, Any]:
+        """The shape and dtype of each field of one record (``fx.Ragged`` for ragged ones)."""
+        ragged = self._columns.ragged
         return {
-            k: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for k, v in self._columns.columns.items()
+            k: ragged[k] if k in ragged else jax.ShapeDtypeStruct(v.shape[1:], v.dtype)
+            for k, v in self._columns.columns.items()
         }
 
     @property

@@ -121,13 +121,15 @@ def _check_pack(source: Any, pack: Any, host: Any, on_error: str) -> None:
             "Write the corpus with fx.write_tokens and read it with "
             "fx.TokenSource.from_directory."
         )
-    spec: Any = Mapped(source, host, pack.field).element_spec[pack.field] if host else None
-    spec = source.element_spec.get(pack.field) if spec is None else spec
-    if not isinstance(spec, Ragged) or spec.shape or not np.issubdtype(spec.dtype, np.integer):
-        raise PipelineError(
-            f"Pipeline: Pack(field={pack.field!r}) needs a ragged integer token field of source "
-            f"{source.name!r}; its fields are {source.element_spec}. Pass field=<the token field>."
-        )
+    specs = Mapped(source, host, pack.fields).element_spec if host else source.element_spec
+    for field in pack.fields:
+        spec = specs.get(field)
+        if not isinstance(spec, Ragged) or spec.shape or not np.issubdtype(spec.dtype, np.integer):
+            raise PipelineError(
+                f"Pipeline: Pack packs field {field!r}, which needs to be a ragged integer token "
+                f"field of source {source.name!r}; its fields are {specs}. Pass "
+                "field=<the token field> (or the fields as the keys of length)."
+            )
     if on_error == "skip" or source.on_device or (host is not None and isinstance(source, Mix)):
         raise PipelineError(
             "Pipeline: packing plans rows from the sequences' lengths; it takes neither "
@@ -139,8 +141,8 @@ def _check_pack(source: Any, pack: Any, host: Any, on_error: str) -> None:
 def record_spec(source: Any, host: Any, pack: Any) -> Spec:
     """What reaches the operators: the source's records, the host stage's, or packed rows."""
     if pack is not None:
-        packed = source if host is None else Mapped(source, host, pack.field)
-        return pack.output_spec(packed.element_spec[pack.field].dtype)
+        packed = source if host is None else Mapped(source, host, pack.fields)
+        return pack.output_spec([packed.element_spec[f].dtype for f in pack.fields])
     return dict(source.element_spec if host is None else host.output_spec(source))
 
 

@@ -9,8 +9,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from feedax._ragged import Ragged
 from feedax._sources._common import OBJECT
-from feedax._sources._ragged import Ragged
 
 
 class RowError(Exception):

@@ -14,8 +14,8 @@ import jax
 import numpy as np
 
 from feedax._errors import SourceError
+from feedax._ragged import Ragged
 from feedax._source import Source
-from feedax._sources._ragged import Ragged
 
 PathLike = str | os.PathLike[str]
 Spec = dict[str, jax.ShapeDtypeStruct]

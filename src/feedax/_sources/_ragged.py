@@ -1,68 +1,49 @@
-"""Variable-length fields: their spec, Arrow list columns as arrays, and a length index."""
+"""Variable-length fields: a length index over any source of them."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 
-class Ragged:
-    """The spec of a variable-length field: a leading axis of any length, then ``shape``.
-
-    It stands in a source's ``element_spec`` for such fields; a pipeline packs them
-    (``Pipeline(pack=fx.Pack(...))``) into fixed-length rows.
-
-    Attributes:
-      dtype: the values' dtype.
-      shape: the shape of each value after the variable axis (``()`` for tokens).
-    """
-
-    def __init__(self, dtype: Any, shape: tuple[int, ...] = ()):
-        self.dtype = np.dtype(dtype)
-        self.shape = tuple(shape)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Ragged) and (self.dtype, self.shape) == (other.dtype, other.shape)
-
-    def __hash__(self) -> int:
-        return hash((self.dtype, self.shape))
-
-    def __repr__(self) -> str:
-        return f"Ragged({self.dtype}, (None, {', '.join(map(str, self.shape))}))"
-
-
 def length_index(
-    source: Any, field: str, *, chunk: int = 4096, progress: bool = True
+    source: Any, fields: str | Sequence[str], *, chunk: int = 4096, progress: bool = True
 ) -> np.ndarray:
-    """The length of ``field`` in every record of ``source``, computed once and cached.
+    """The length of each of ``fields`` in every record of ``source``, computed once and cached.
 
-    Read in chunks of records (with a progress bar). A source of files caches the index
-    beside its first file, keyed by the files' names, sizes and times, so later pipelines
-    over the same data read one small file.
+    Returns ``(len(source),)`` for one field's name, ``(len(source), len(fields))`` for a
+    sequence of names. Read in chunks of records (with a progress bar). A source of files
+    caches the index beside its first file, keyed by the files' names, sizes and times, so
+    later pipelines over the same data read one small file per field.
     """
     from tqdm.auto import tqdm
 
-    cache = _cache_path(source, field)
-    if cache is not None and os.path.isfile(cache):
-        lengths = np.load(cache)
-        if len(lengths) == len(source):
-            return lengths
+    names = [fields] if isinstance(fields, str) else list(fields)
     n = len(source)
-    lengths = np.empty(n, np.int64)
-    with tqdm(total=n, desc=f"indexing {source.name} lengths", disable=not progress) as bar:
-        for lo in range(0, n, chunk):
-            hi = min(lo + chunk, n)
-            values = source.read(np.arange(lo, hi))[field]
-            lengths[lo:hi] = [len(v) for v in values]
-            bar.update(hi - lo)
-    if cache is not None:
-        with contextlib.suppress(OSError):  # a read-only directory: kept in memory only
-            np.save(cache, lengths)
-    return lengths
+    caches = [_cache_path(source, field) for field in names]
+    cached: list[Any] = [np.load(c) if c and os.path.isfile(c) else None for c in caches]
+    if not all(c is not None and len(c) == n for c in cached):
+        lengths = np.empty((n, len(names)), np.int64)
+        desc = f"indexing {source.name} lengths"
+        with tqdm(total=n, desc=desc, disable=not progress, delay=1.0) as bar:
+            for lo in range(0, n, chunk):
+                hi = min(lo + chunk, n)
+                values = source.read(np.arange(lo, hi))
+                for f, field in enumerate(names):
+                    lengths[lo:hi, f] = [len(v) for v in values[field]]
+                bar.update(hi - lo)
+        for f, cache in enumerate(caches):
+            if cache is not None:
+                with contextlib.suppress(OSError):  # a read-only directory: kept in memory
+                    np.save(cache, lengths[:, f])
+        cached = list(lengths.T)
+    table = np.stack(cached, axis=1).astype(np.int64)
+    return table[:, 0] if isinstance(fields, str) else table
 
 
 def _cache_path(source: Any, field: str) -> str | None:

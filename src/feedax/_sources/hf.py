@@ -9,6 +9,7 @@ import jax
 import numpy as np
 
 from feedax._errors import SourceError
+from feedax._ragged import Ragged
 from feedax._source import Batch
 from feedax._sources._arrow import RowError, columns_to_numpy
 from feedax._sources._common import (
@@ -20,7 +21,6 @@ from feedax._sources._common import (
     require,
     spec_repr,
 )
-from feedax._sources._ragged import Ragged
 
 
 class _Table:

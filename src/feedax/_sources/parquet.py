@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from feedax._errors import SourceError
+from feedax._ragged import Ragged
 from feedax._source import Batch
 from feedax._sources._arrow import RowError, columns_to_numpy
 from feedax._sources._common import (
@@ -27,7 +28,6 @@ from feedax._sources._common import (
     span,
     starts_of,
 )
-from feedax._sources._ragged import Ragged
 
 Columns = dict[str, np.ndarray]
 

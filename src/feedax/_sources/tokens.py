@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from feedax._errors import SourceError
+from feedax._ragged import Ragged
 from feedax._source import Batch, Source, select
 from feedax._sources._common import PathLike
-from feedax._sources._ragged import Ragged
 
 TOKENS, OFFSETS = "tokens.npy", "offsets.npy"
 
