@@ -264,6 +264,47 @@ def test_grain_packing_variants_have_only_w3_and_time_a_restore(cache: str) -> N
     assert 0 < _feedax.restore_w3(data, cfg, after=5) < 60
 
 
+# ------------------------------------------------------------------------------ W4
+
+
+def _w4(cache: str, **kw: Any) -> tuple[_data.Bundle, _config.TextConfig]:
+    cfg = _config.TextConfig(
+        n=200, min_words=5, max_words=150, words=300, vocab=400, row_len=128, batch_size=4, **kw
+    )
+    return _data.ensure_data(cfg, cache), cfg
+
+
+def _encodings(data: _data.Bundle, cfg: _config.TextConfig) -> dict[tuple[int, ...], int]:
+    import json
+
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(data.path / _data.TOKENIZER_FILE))
+    with open(data.path / _data.TEXT_FILE) as f:
+        texts = [json.loads(line)["text"] for line in f]
+    return {tuple(tokenizer.encode(t).ids[: cfg.row_len]): i for i, t in enumerate(texts)}
+
+
+def test_w4_first_fit_is_the_same_for_the_reference_and_grain(cache: str) -> None:
+    data, cfg = _w4(cache, shuffle=False)
+    ref, grain_ = (take(v, "w4", data, cfg, 3) for v in ("reference", "grain"))
+    lookup = _encodings(data, cfg)
+    seen = [lookup[tuple(s)] for b in ref for s in _unpack(b)]
+    assert sorted(seen) == list(range(len(seen)))  # the first documents, each once
+    for a, b in zip(ref, grain_, strict=True):
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+@pytest.mark.parametrize("variant", ["feedax", "feedax-host", "grain-defaults"])
+def test_w4_variants_pack_whole_distinct_documents(cache: str, variant: str) -> None:
+    data, cfg = _w4(cache)
+    lookup = _encodings(data, cfg)
+    ids = [lookup[tuple(s)] for b in take(variant, "w4", data, cfg, 3) for s in _unpack(b)]
+    assert len(set(ids)) == len(ids) > 3
+    assert ids != sorted(ids)
+
+
 def test_first_fit_packer_semantics() -> None:
     packer = _augment.FirstFitPacker(bins=2, row_len=10)
     seqs = [np.full(n, n, np.int32) for n in (6, 5, 3, 7, 4, 9)]
@@ -307,7 +348,7 @@ def test_config_roundtrip_and_cli_errors() -> None:
     )
     args = build_parser().parse_args(["-w", "w1,w3", "-r", "2", "--peers", "grain"])
     assert args.workloads == ["w1", "w3"] and args.peers == ["grain"]
-    assert build_parser().parse_args([]).workloads == ["w1", "w2", "w2folder", "w3"]
+    assert build_parser().parse_args([]).workloads == ["w1", "w2", "w2folder", "w3", "w4"]
     folder = _config.JpegFolderConfig(n=7, classes=3)
     assert _config.config_from_dict("w2folder", _config.config_to_dict(folder)) == folder
     with pytest.raises(SystemExit):

@@ -88,7 +88,7 @@ class TokenSource(Source):
 
     def gather(self, flat: np.ndarray) -> np.ndarray:
         """The tokens at positions ``flat`` of the flat array (one vectorised gather)."""
-        return np.asarray(self._flat.tokens[flat])
+        return np.take(self._flat.tokens, flat)  # faster than indexing, for any index dtype
 
     def sequence(self, index: int) -> np.ndarray:
         """Record ``index``'s tokens."""

@@ -34,20 +34,20 @@ def build_parser(prog: str = "feedax bench") -> argparse.ArgumentParser:
         "--n",
         type=int,
         default=None,
-        help="records per workload (default: 50000 / 5000 / 5000 / 200000)",
+        help="records per workload (default: 50000 / 5000 / 5000 / 200000 / 20000)",
     )
     p.add_argument(
         "-b",
         "--batches",
         type=int,
         default=None,
-        help="timed batches per run (default: ~1 epoch: 190 / 75 / 75 / 400)",
+        help="timed batches per run (default: ~1 epoch: 190 / 75 / 75 / 400 / 400)",
     )
     p.add_argument(
         "--warmup",
         type=int,
         default=None,
-        help="untimed batches after the first (default 5 / 3 / 3 / 5)",
+        help="untimed batches after the first (default 5 / 3 / 3 / 5 / 0)",
     )
     p.add_argument(
         "--peers",

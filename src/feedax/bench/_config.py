@@ -132,6 +132,46 @@ class TokensConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class TextConfig:
+    """W4: raw text (JSONL) tokenized and packed into fixed rows, end to end.
+
+    ``n`` documents of ``min_words..max_words`` synthetic words (Zipf-distributed over a
+    vocabulary of ``words`` made-up words) in one JSONL file (``{"text": ...}`` per line),
+    and a byte-level BPE tokenizer of ``vocab`` ids trained on them (Hugging Face
+    ``tokenizers``), the same file for every variant. Each variant reads the lines, tokenizes
+    every document and packs the tokens into ``batch_size`` rows of ``row_len`` (``tokens``,
+    ``segment_ids``, ``positions``; documents longer than a row are cut to it). Timed from
+    building the pipeline to its last batch, so tokenizing up front counts like tokenizing
+    on the fly.
+
+    Attributes:
+        n: Documents.
+        min_words: Fewest words of a document.
+        max_words: Most words of a document.
+        words: Distinct words of the synthetic language.
+        vocab: BPE vocabulary size.
+        row_len: Tokens per packed row.
+        batch_size: Packed rows per batch.
+        shuffle: Whether the visiting order is shuffled.
+        seed: Seed of the order.
+        workers: Host worker processes (variant-specific; 0 = in-process).
+        data_seed: Seed of the synthetic text.
+    """
+
+    n: int = 20_000
+    min_words: int = 20
+    max_words: int = 600
+    words: int = 5_000
+    vocab: int = 4_096
+    row_len: int = 1_024
+    batch_size: int = 16
+    shuffle: bool = True
+    seed: int = 0
+    workers: int = 0
+    data_seed: int = 1234
+
+
+@dataclasses.dataclass(frozen=True)
 class JpegFolderConfig(JpegConfig):
     """W2-folder: the W2 JPEGs as files in an image folder, read from disk per record.
 
@@ -148,7 +188,7 @@ class JpegFolderConfig(JpegConfig):
     classes: int = 10
 
 
-WorkloadConfig: TypeAlias = CifarConfig | JpegConfig | JpegFolderConfig | TokensConfig
+WorkloadConfig: TypeAlias = CifarConfig | JpegConfig | JpegFolderConfig | TokensConfig | TextConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,6 +202,8 @@ class Workload:
         config_cls: The config dataclass.
         default_batches: Timed batches per run (about one epoch at the standard size).
         default_warmup: Untimed batches after the first one.
+        end_to_end: The rate counts every batch from building the pipeline on (one-off
+            work such as tokenizing a corpus up front is part of the job).
     """
 
     name: str
@@ -170,6 +212,7 @@ class Workload:
     config_cls: type[WorkloadConfig]
     default_batches: int
     default_warmup: int
+    end_to_end: bool = False
 
 
 WORKLOADS: dict[str, Workload] = {
@@ -197,6 +240,15 @@ WORKLOADS: dict[str, Workload] = {
         TokensConfig,
         400,
         5,
+    ),
+    "w4": Workload(
+        "w4",
+        "W4 text: JSONL -> BPE tokens -> packed 16 x 1024 rows, end to end",
+        "packed rows",
+        TextConfig,
+        400,
+        0,
+        end_to_end=True,
     ),
 }
 

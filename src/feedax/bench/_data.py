@@ -28,6 +28,7 @@ from feedax.bench._config import (
     CifarConfig,
     JpegConfig,
     JpegFolderConfig,
+    TextConfig,
     TokensConfig,
     WorkloadConfig,
 )
@@ -207,6 +208,11 @@ def data_key(cfg: WorkloadConfig) -> str:
             f"w3-v{_FORMAT_VERSION}-n{cfg.n}-l{cfg.min_len}_{cfg.max_len}-v{cfg.vocab}"
             f"-d{cfg.data_seed}"
         )
+    if isinstance(cfg, TextConfig):
+        return (
+            f"w4-v{_FORMAT_VERSION}-n{cfg.n}-w{cfg.min_words}_{cfg.max_words}-{cfg.words}"
+            f"-v{cfg.vocab}-d{cfg.data_seed}"
+        )
     raise TypeError(f"not a workload config: {type(cfg).__name__}")
 
 
@@ -230,6 +236,8 @@ def ensure_data(cfg: WorkloadConfig, cache_dir: str | os.PathLike[str]) -> Bundl
     try:
         if isinstance(cfg, JpegFolderConfig) and w2 is not None:
             _write_image_folder(w2, cfg, tmp)
+        elif isinstance(cfg, TextConfig):
+            _write_text(cfg, tmp)
         else:
             for name, arr in generate(cfg).items():
                 np.save(tmp / f"{name}.npy", arr)
@@ -346,3 +354,33 @@ def _make_tokens(cfg: TokensConfig) -> dict[str, np.ndarray]:
     np.cumsum(lengths, out=offsets[1:])
     tokens = rng.integers(1, cfg.vocab, size=int(offsets[-1]), dtype=np.int32)
     return {"tokens": tokens, "offsets": offsets}
+
+
+TEXT_FILE = "text.jsonl"
+TOKENIZER_FILE = "tokenizer.json"
+
+
+def _write_text(cfg: TextConfig, out: Path) -> None:
+    """W4's JSONL documents and the BPE tokenizer trained on them (see ``TextConfig``)."""
+    import json
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    rng = np.random.default_rng(cfg.data_seed)
+    letters = np.array(list("etaoinshrdlcumwfgypbvkjxqz"))
+    sizes = rng.integers(2, 10, cfg.words)
+    words = np.array(["".join(rng.choice(letters, k)) for k in sizes])
+    ranks = np.arange(1, cfg.words + 1, dtype=np.float64)
+    p = (1 / ranks) / (1 / ranks).sum()  # Zipf's law, as in natural text
+    docs = []
+    for count in rng.integers(cfg.min_words, cfg.max_words + 1, cfg.n):
+        docs.append(" ".join(words[rng.choice(cfg.words, count, p=p)]))
+    with open(out / TEXT_FILE, "w") as f:
+        f.writelines(json.dumps({"text": d}) + "\n" for d in docs)
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=cfg.vocab, show_progress=False)
+    tokenizer.train_from_iterator(docs[:2000], trainer)
+    tokenizer.save(str(out / TOKENIZER_FILE))
+    np.save(out / "offsets.npy", np.arange(cfg.n + 1))  # records: one per document

@@ -6,6 +6,8 @@ iterator (batches are dicts of ``jax.Array`` on the default device).
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -13,8 +15,14 @@ from typing import Any
 import numpy as np
 
 from feedax.bench import _augment
-from feedax.bench._config import CifarConfig, JpegConfig, JpegFolderConfig, TokensConfig
-from feedax.bench._data import Bundle, jpeg_bytes
+from feedax.bench._config import (
+    CifarConfig,
+    JpegConfig,
+    JpegFolderConfig,
+    TextConfig,
+    TokensConfig,
+)
+from feedax.bench._data import TEXT_FILE, TOKENIZER_FILE, Bundle, jpeg_bytes
 
 
 def w1(data: Bundle, cfg: CifarConfig) -> Iterator[dict[str, Any]]:
@@ -181,3 +189,58 @@ def restore_w3(data: Bundle, cfg: TokensConfig, after: int = 100) -> float:
     nnx.update(fresh, saved)
     jax.block_until_ready(next(iter(fresh)))
     return time.perf_counter() - start
+
+
+def w4(data: Bundle, cfg: TextConfig) -> Iterator[dict[str, Any]]:
+    """W4: ``fx.tokenize`` of a ``JsonlSource`` (once, batched) then ``Pack``, as the docs say.
+
+    The tokens go to a fresh temporary folder, so every run tokenizes the whole corpus (a
+    second run over the same folder would reuse it).
+    """
+    import tempfile
+
+    import feedax as fx
+
+    tokenizer = _tokenizer(data)
+    folder = tempfile.mkdtemp(prefix="feedax-bench-w4-")
+    atexit.register(shutil.rmtree, folder, True)
+    source = fx.JsonlSource(data.path / TEXT_FILE)
+    tokens = fx.tokenize(source, tokenizer, folder, progress=False)
+    return iter(_text_pipeline(tokens, cfg, "tokens"))
+
+
+def w4_host(data: Bundle, cfg: TextConfig) -> Iterator[dict[str, Any]]:
+    """W4 with the tokenizer as a host stage (``HostMap``) feeding ``Pack(field="ids")``.
+
+    The stage runs on each record a batch packs, after the lengths of every record were
+    indexed once (the corpus is tokenized twice per run).
+    """
+    import feedax as fx
+
+    tokenizer = _tokenizer(data)
+
+    def encode(record: dict[str, Any], ctx: Any) -> dict[str, np.ndarray]:
+        return {"ids": np.asarray(tokenizer.encode(str(record["text"])).ids, np.int32)}
+
+    source = fx.JsonlSource(data.path / TEXT_FILE)
+    return iter(_text_pipeline(source, cfg, "ids", host=fx.HostMap(encode)))
+
+
+def _tokenizer(data: Bundle) -> Any:
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(data.path / TOKENIZER_FILE))
+
+
+def _text_pipeline(source: Any, cfg: TextConfig, field: str, host: Any = None) -> Any:
+    import feedax as fx
+
+    return fx.Pipeline(
+        source,
+        batch_size=cfg.batch_size,
+        shuffle=cfg.shuffle,
+        seed=cfg.seed,
+        drop_remainder=True,
+        host=host,
+        pack=fx.Pack(cfg.row_len, field=field, targets=False, long="truncate"),
+    )

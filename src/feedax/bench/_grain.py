@@ -20,13 +20,26 @@ import jax
 import numpy as np
 
 from feedax.bench import _augment
-from feedax.bench._config import CifarConfig, JpegConfig, JpegFolderConfig, TokensConfig
-from feedax.bench._data import Bundle, JpegRecords, jpeg_records, sequence
+from feedax.bench._config import (
+    CifarConfig,
+    JpegConfig,
+    JpegFolderConfig,
+    TextConfig,
+    TokensConfig,
+)
+from feedax.bench._data import (
+    TEXT_FILE,
+    TOKENIZER_FILE,
+    Bundle,
+    JpegRecords,
+    jpeg_records,
+    sequence,
+)
 
 # Threads reading/transforming records in each process. Grain recommends 0 for data held
 # in memory (GIL contention); JPEG decoding (and file reading) releases the GIL, so W2 and
 # W2-folder use threads.
-_READ_THREADS = {"w1": 0, "w2": 2, "w2folder": 2, "w3": 0}
+_READ_THREADS = {"w1": 0, "w2": 2, "w2folder": 2, "w3": 0, "w4": 0}
 
 
 class _Records:
@@ -174,3 +187,67 @@ def restore(build: Any, data: Bundle, cfg: TokensConfig, after: int = 100) -> fl
 def restore_w3(data: Bundle, cfg: TokensConfig) -> float:
     """Seconds to resume Grain's first-fit W3 mid-epoch."""
     return restore(w3, data, cfg)
+
+
+class _Lines:
+    """Random-access source of W4's JSONL lines (read on first use: it pickles as a path)."""
+
+    def __init__(self, data: Bundle) -> None:
+        self.path = data.path / TEXT_FILE
+        self._lines: list[str] | None = None
+
+    def _all(self) -> list[str]:
+        if self._lines is None:
+            with open(self.path) as f:
+                self._lines = f.read().splitlines()
+        return self._lines
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    def __getitem__(self, index: int) -> str:
+        return self._all()[int(index)]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "_lines": None}
+
+
+class _Tokenize:
+    """Parses a JSONL line and encodes its text with W4's tokenizer, cut to a row."""
+
+    def __init__(self, data: Bundle, row_len: int) -> None:
+        self.path = str(data.path / TOKENIZER_FILE)
+        self.row_len = row_len
+        self._tokenizer: Any = None
+
+    def __call__(self, line: str) -> dict[str, np.ndarray]:
+        import json
+
+        if self._tokenizer is None:
+            from tokenizers import Tokenizer
+
+            self._tokenizer = Tokenizer.from_file(self.path)
+        ids = self._tokenizer.encode(json.loads(line)["text"]).ids[: self.row_len]
+        return {"tokens": np.asarray(ids, np.int32)}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "row_len": self.row_len, "_tokenizer": None}
+
+
+def w4(data: Bundle, cfg: TextConfig) -> Iterator[dict[str, Any]]:
+    """W4 with Grain: JSONL lines, ``map`` to tokens per record, first-fit packing, batch."""
+    return text_first_fit(data, cfg, grain.ReadOptions(num_threads=_READ_THREADS["w4"]))
+
+
+def text_first_fit(data: Bundle, cfg: TextConfig, options: Any) -> Iterator[dict[str, Any]]:
+    """W4's pipeline, reading with ``options`` (``grain.ReadOptions``)."""
+    ds = _map_source(_Lines(data), cfg).map(_Tokenize(data, cfg.row_len))
+    ds = grain.experimental.FirstFitPackIterDataset(
+        ds.to_iter_dataset(options),
+        length_struct={"tokens": cfg.row_len},
+        num_packing_bins=cfg.batch_size,
+        seed=cfg.seed,
+        shuffle_bins=False,
+    )
+    ds = ds.map(_rename_packed).batch(cfg.batch_size, drop_remainder=True)
+    return _finish(ds, cfg.workers)

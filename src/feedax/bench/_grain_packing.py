@@ -2,9 +2,9 @@
 
 ``grain-bestfit``: ``grain.experimental.BestFitPackIterDataset`` with 256 packing bins
 (the fill budget feedax's ``Pack`` is compared at) and ``num_threads=0`` (Grain's best
-setting for in-memory data here). ``grain-defaults``: the first-fit pipeline of
-:mod:`feedax.bench._grain` with Grain's default ``ReadOptions`` (16 read threads).
-Only W3 exists for them; the other workloads show as "n/a".
+setting for in-memory data here). ``grain-defaults``: the first-fit pipelines of
+:mod:`feedax.bench._grain` (W3 and W4) with Grain's default ``ReadOptions`` (16 read
+threads). Other workloads show as "n/a".
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import grain
 
-from feedax.bench._config import TokensConfig
+from feedax.bench._config import TextConfig, TokensConfig
 from feedax.bench._data import Bundle
 from feedax.bench._grain import (
     _finish,
@@ -23,6 +23,7 @@ from feedax.bench._grain import (
     _rename_packed,
     first_fit,
     restore,
+    text_first_fit,
 )
 
 BEST_FIT_BINS = 256
@@ -46,6 +47,11 @@ def best_fit(data: Bundle, cfg: TokensConfig) -> Iterator[dict[str, Any]]:
 def defaults(data: Bundle, cfg: TokensConfig) -> Iterator[dict[str, Any]]:
     """W3 with Grain's first-fit packer and its default read options."""
     return first_fit(data, cfg, grain.ReadOptions())
+
+
+def text_defaults(data: Bundle, cfg: TextConfig) -> Iterator[dict[str, Any]]:
+    """W4 with Grain's first-fit packer and its default read options."""
+    return text_first_fit(data, cfg, grain.ReadOptions())
 
 
 def restore_best_fit(data: Bundle, cfg: TokensConfig) -> float:

@@ -118,7 +118,7 @@ def _per_workload(value: int | Mapping[str, int] | None, workload: str) -> int |
 
 
 def run(
-    workloads: Sequence[str] = ("w1", "w2", "w2folder", "w3"),
+    workloads: Sequence[str] = ("w1", "w2", "w2folder", "w3", "w4"),
     rounds: int = 3,
     *,
     n: int | Mapping[str, int] | None = None,
@@ -138,7 +138,7 @@ def run(
 
     Args:
         workloads: Workload names (``w1`` cifar, ``w2`` jpeg, ``w2folder`` jpeg files,
-            ``w3`` tokens).
+            ``w3`` tokens, ``w4`` text).
         rounds: Interleaved rounds; each runs every variant once per workload.
         n: Records per workload (an int for all, or ``{"w1": ...}``); default: standard.
         batches: Timed batches per run; default: about an epoch at the standard size.

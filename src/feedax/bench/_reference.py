@@ -17,8 +17,22 @@ from typing import Any
 import numpy as np
 
 from feedax.bench import _augment
-from feedax.bench._config import CifarConfig, JpegConfig, JpegFolderConfig, TokensConfig
-from feedax.bench._data import Bundle, JpegBytes, JpegFiles, JpegRecords, sequence
+from feedax.bench._config import (
+    CifarConfig,
+    JpegConfig,
+    JpegFolderConfig,
+    TextConfig,
+    TokensConfig,
+)
+from feedax.bench._data import (
+    TEXT_FILE,
+    TOKENIZER_FILE,
+    Bundle,
+    JpegBytes,
+    JpegFiles,
+    JpegRecords,
+    sequence,
+)
 
 Batch = dict[str, Any]
 
@@ -130,6 +144,36 @@ def w3(data: Bundle, cfg: TokensConfig) -> Iterator[Batch]:
     def batches() -> Iterator[Batch]:
         for order in _orders(n, cfg.shuffle, cfg.seed):
             for packed in packer.pack(sequence(data, int(i)) for i in order):
+                yield jax.device_put(packed)
+
+    return batches()
+
+
+def w4(data: Bundle, cfg: TextConfig) -> Iterator[Batch]:
+    """W4: JSONL parsed, ``encode_batch`` of 1,024 texts at a time, first fit in NumPy.
+
+    The tokenizer's batched encoding runs in Rust threads; each sequence is cut to a row,
+    packed first fit as in W3 and each batch moved with ``jax.device_put``.
+    """
+    import json
+
+    import jax
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(data.path / TOKENIZER_FILE))
+    with open(data.path / TEXT_FILE) as f:
+        lines = f.read().splitlines()
+    packer = _augment.FirstFitPacker(cfg.batch_size, cfg.row_len)
+
+    def sequences(order: np.ndarray) -> Iterator[np.ndarray]:
+        for lo in range(0, len(order), 1024):
+            texts = [json.loads(lines[i])["text"] for i in order[lo : lo + 1024]]
+            for encoding in tokenizer.encode_batch(texts):
+                yield np.asarray(encoding.ids[: cfg.row_len], np.int32)
+
+    def batches() -> Iterator[Batch]:
+        for order in _orders(len(lines), cfg.shuffle, cfg.seed):
+            for packed in packer.pack(sequences(order)):
                 yield jax.device_put(packed)
 
     return batches()

@@ -1,7 +1,7 @@
 """Registry of benchmark variants: feedax, the hand-written reference and the peers.
 
 A variant is a module of this package exposing one function per workload (``w1``,
-``w2``, ``w2folder``, ``w3``), each taking ``(data, config)`` and returning an endless
+``w2``, ``w2folder``, ``w3``, ``w4``), each taking ``(data, config)`` and returning an endless
 iterator of batches (dicts of ``jax.Array`` on the default device). A function raising
 ``NotImplementedError`` shows as "n/a"; a variant whose library is not importable shows as
 "not installed".
@@ -53,13 +53,18 @@ VARIANTS: dict[str, Variant] = {
     for v in (
         Variant(REFERENCE, "_reference", None, "jax"),
         Variant("feedax", "_feedax", None, "feedax"),
+        Variant("feedax-host", "_feedax", None, "feedax", functions=(("w4", "w4_host"),)),
         Variant("grain", "_grain", "grain", "grain"),
         Variant("grain-mp", "_grain", "grain", "grain", multiprocess=True),
         Variant(
             "grain-bestfit", "_grain_packing", "grain", "grain", functions=(("w3", "best_fit"),)
         ),
         Variant(
-            "grain-defaults", "_grain_packing", "grain", "grain", functions=(("w3", "defaults"),)
+            "grain-defaults",
+            "_grain_packing",
+            "grain",
+            "grain",
+            functions=(("w3", "defaults"), ("w4", "text_defaults")),
         ),
         Variant("torch", "_torch", "torch", "torch"),
         Variant("torch-mp", "_torch", "torch", "torch", multiprocess=True),
