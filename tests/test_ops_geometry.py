@@ -80,10 +80,10 @@ def test_resize_matches_pil_on_float_images(method, size):
 
 
 def test_resize_nearest_and_uint8_against_pil():
-    # Nearest: the source pixel is floor((i + 0.5) * in / out), exactly (NumPy). PIL
+    # Nearest exact: the source pixel is floor((i + 0.5) * in / out), exactly (NumPy). PIL
     # accumulates the position in floating point and so breaks exact ties (row 11 here:
     # 11.5 * 64 / 23 = 32) downwards: it agrees on all other rows.
-    out = np.asarray(jit(F.resize, FLOAT, size=(23, 37), method="nearest"))
+    out = np.asarray(jit(F.resize, FLOAT, size=(23, 37), method="nearest_exact"))
     rows = np.floor((np.arange(23) + 0.5) * 64 / 23).astype(int)
     cols = np.floor((np.arange(37) + 0.5) * 64 / 37).astype(int)
     np.testing.assert_array_equal(out, FLOAT[rows[:, None], cols[None, :]])
@@ -106,9 +106,9 @@ def test_resize_smaller_edge():
     )
 
 
-@pytest.mark.parametrize("method", ["bilinear", "bicubic", "nearest"])
+@pytest.mark.parametrize("method", ["bilinear", "bicubic", "nearest_exact"])
 def test_resized_crop_matches_pil_resize_with_box(method):
-    pil = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
+    pil = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest_exact": Image.NEAREST}
     for top, left, h, w in [(5, 7, 30, 41), (10.5, 3.25, 20.0, 50.5)]:
         out = np.asarray(jit(F.resized_crop, FLOAT, top, left, h, w, size=(24, 24), method=method))
         box = (left, top, left + w, top + h)
@@ -166,18 +166,35 @@ def test_rotate_matches_pil(angle):
 
 
 def forward_matrix(angle, translate, scale, shear, center):
-    """3x3 forward map built from its factors, independently of feedax."""
+    """3x3 forward map in torchvision's closed form (``_get_inverse_affine_matrix``'s
+    comment: RSS = R(a) S(s) SHy(sy) SHx(sx), angle clockwise), independently of feedax."""
     a, sx, sy = np.deg2rad([angle, *shear])
+    rss = scale * np.array(
+        [
+            [np.cos(a - sy) / np.cos(sy), -np.cos(a - sy) * np.tan(sx) / np.cos(sy) - np.sin(a)],
+            [np.sin(a - sy) / np.cos(sy), -np.sin(a - sy) * np.tan(sx) / np.cos(sy) + np.cos(a)],
+        ]
+    )
 
     def t(v):
         return np.array([[1, 0, v[0]], [0, 1, v[1]], [0, 0, 1.0]])
 
-    rot = np.array([[np.cos(a), np.sin(a), 0], [-np.sin(a), np.cos(a), 0], [0, 0, 1]])
-    shx = np.array([[1, np.tan(sx), 0], [0, 1, 0], [0, 0, 1]])
-    shy = np.array([[1, 0, 0], [np.tan(sy), 1, 0], [0, 0, 1]])
-    s = np.diag([scale, scale, 1.0])
+    m = np.eye(3)
+    m[:2, :2] = rss
     c = np.asarray(center)
-    return t(c + np.asarray(translate)) @ rot @ s @ shy @ shx @ t(-c)
+    return t(c + np.asarray(translate)) @ m @ t(-c)
+
+
+def test_a_positive_angle_turns_clockwise_in_affine_and_counter_clockwise_in_rotate():
+    x = np.zeros((9, 9, 1), np.float32)
+    x[0, 4] = 1.0  # a dot at the top centre
+    right = np.asarray(F.affine(x, 90.0, interpolation="nearest"))[..., 0]
+    left = np.asarray(F.rotate(x, 90.0, interpolation="nearest"))[..., 0]
+    assert np.argwhere(right).tolist() == [[4, 8]]  # clockwise: top -> right
+    assert np.argwhere(left).tolist() == [[4, 0]]  # counter-clockwise: top -> left
+    # Shear as torchvision: x -= tan(sx) * (y - cy): the top row moves right for sx > 0.
+    sheared = np.asarray(F.affine(x, 0.0, shear=(45.0, 0.0), interpolation="nearest"))[..., 0]
+    assert np.argwhere(sheared)[0, 1] > 4
 
 
 @pytest.mark.parametrize(
@@ -198,7 +215,12 @@ def test_affine_matches_pil_transform(angle, translate, scale, shear):
 
 def test_random_affine_output_is_the_functional_warp_at_its_draw():
     op = fx.RandomAffine(
-        30, translate=(0.1, 0.2), scale=(0.7, 1.3), shear=(-10, 10, -5, 5), rngs=nnx.Rngs(augment=2)
+        30,
+        translate=(0.1, 0.2),
+        scale=(0.7, 1.3),
+        shear=(-10, 10, -5, 5),
+        interpolation="bilinear",
+        rngs=nnx.Rngs(augment=2),
     )
     b = batch(4)
     out = np.asarray(run(op, b)["image"])

@@ -1,6 +1,6 @@
 """feedax: a data-pipeline framework for JAX in which every component is a Flax NNX module."""
 
-from feedax import checkpoint
+from feedax import checkpoint, functional
 from feedax._apply import apply_operators
 from feedax._context import BATCH_AXIS, RecordContext
 from feedax._errors import (
@@ -20,7 +20,6 @@ from feedax._operator import (
     RandomOperator,
     SpatialOperator,
 )
-from feedax._ops import functional
 from feedax._ops.affine import RandomAffine, RandomRotation
 from feedax._ops.color import BrightnessContrast
 from feedax._ops.compose import OneOf, RandomApply, RandomChoice, Sequential

@@ -14,6 +14,7 @@ from flax import nnx
 from feedax._apply import AnyOperator, BoundOperators
 from feedax._order import round_keys
 from feedax._placement import DeviceData, replicated
+from feedax._ranges import check_unit_range
 from feedax._step import Loaded
 
 Batch = dict[str, jax.Array]
@@ -61,6 +62,8 @@ class DeviceStep:
       with_valid: add the padding mask as the field ``"valid"``.
       sharding: the user's sharding of the batch (None: uncommitted).
       device_sharding: its all-``Auto`` twin, which the program runs on.
+      unit_range: (operator, field) pairs whose float values must lie in [0, 1],
+        checked on the first batch.
     """
 
     def __init__(
@@ -71,6 +74,7 @@ class DeviceStep:
         with_valid: bool,
         sharding: jax.sharding.Sharding | None,
         device_sharding: jax.sharding.Sharding | None,
+        unit_range: tuple[tuple[str, str], ...] = (),
     ):
         # Without operators (packed token rows, say) there is nothing to run per batch.
         self.call = BoundOperators(operators, donate=True) if len(operators) or gather else None
@@ -80,12 +84,17 @@ class DeviceStep:
             assert self.call is not None
             self.gathered = self.call.gathering(**gather.layout)
         self.with_valid = with_valid
+        self._unchecked = unit_range  # looked at on the first batch, then never
         self.relabel = sharding if sharding is not device_sharding else None
         self._keys: tuple[int, np.ndarray] = (-1, np.zeros(0, np.uint32))
 
     def __call__(self, loaded: Loaded) -> Batch:
         """The batch of ``loaded``, with the operators applied."""
         step = loaded.step
+        if self._unchecked:
+            held = self.gather.data.columns if self.gather is not None else loaded.fields
+            check_unit_range(self._unchecked, held)
+            self._unchecked = ()
         if self.gathered is not None:
             assert self.gather is not None
             if self._keys[0] != step.epoch:

@@ -28,6 +28,8 @@ def claim(owner: nnx.Module, parts: Sequence[tuple[str, nnx.Module]]) -> None:
     found: list[tuple[str, nnx.Module]] = []
     for label, part in parts:
         for _, module in nnx.iter_modules(part):
+            if module.__hash__ is None:  # a container (nnx.List): its items are claimed
+                continue
             other = _OWNERS.get(module)
             holder = None if other is None else other()
             if holder is not None and holder is not owner:

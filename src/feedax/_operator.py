@@ -58,12 +58,15 @@ class Operator(nnx.Module, abc.ABC):
     Attributes:
       field: the record field this operator transforms.
       differentiable: whether gradients flow through it w.r.t. float inputs and Params.
+      unit_range: whether it reads float images as values in [0, 1] (the colour rules,
+        which clip to it): a pipeline checks its first batch of such a field once.
     """
 
     field: str
     ranks: ClassVar[tuple[int, ...]] = (3,)
     kinds: ClassVar[tuple[str, ...]] = ("uint8", "float")
     differentiable: ClassVar[bool] = True
+    unit_range: ClassVar[bool] = False
 
     def __init__(self, *, field: str = "image"):
         if not isinstance(field, str) or not field:
@@ -296,5 +299,5 @@ def _kind(dtype: Any) -> str:
 
 
 def to_float(x: jax.Array) -> jax.Array:
-    """Casts integer input to float32 and keeps floating input's dtype."""
-    return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.float32)
+    """Casts integer and half-precision input to float32; float32 and float64 stay."""
+    return x.astype(jnp.promote_types(x.dtype, jnp.float32))

@@ -22,6 +22,7 @@ from feedax._placement import DeviceData, auto_axes, local_rows, replicated
 from feedax._plan import Planner
 from feedax._prefetch import Prefetcher
 from feedax._profile import Profile, StageTimes
+from feedax._ranges import unit_range_fields
 from feedax._read import Placement
 from feedax._skip import SkipLog, record_skips
 from feedax._source import Source
@@ -363,6 +364,7 @@ class Pipeline(nnx.Module):
             with_valid=self.drop_remainder is not True,
             sharding=self.sharding,
             device_sharding=self._device_sharding,
+            unit_range=unit_range_fields(self.operators, dict(self._input_spec)),
         )
 
     def _iterate(self, single_epoch: bool, times: StageTimes | None = None) -> Generator[Batch]:

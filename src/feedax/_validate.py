@@ -224,7 +224,9 @@ def check_records(source: Any, spec: Spec, host: Any, may_pad: bool) -> None:
             )
     if host is None:
         for field, s in spec.items():
-            if s.dtype == np.dtype(object) or s.dtype.kind in "SUV":
+            # ml_dtypes' bfloat16 / float8 are kind "V" numbers that JAX takes as they are.
+            numeric = jax.dtypes.issubdtype(s.dtype, np.number)
+            if s.dtype == np.dtype(object) or (s.dtype.kind in "SUV" and not numeric):
                 raise PipelineError(
                     f"Pipeline: field {field!r} of source {source.name!r} holds {s.dtype} values "
                     "(bytes, strings or objects), which cannot go to the device. Add a host "

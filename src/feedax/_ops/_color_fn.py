@@ -314,17 +314,19 @@ def blur_unit(x: jax.Array, kernel_size: tuple[int, int], sigma: tuple[Any, Any]
 
 @_unit_op
 def gaussian_blur(x: jax.Array, kernel_size: tuple[int, int], sigma: tuple[Any, Any]) -> jax.Array:
-    """Gaussian blur, ``kernel_size`` = (height, width) taps (odd), mirrored borders.
+    """Gaussian blur, ``kernel_size`` = (width, height) taps (odd), mirrored borders.
 
-    Same taps and borders as torchvision's ``gaussian_blur`` (``scipy.ndimage`` mode
-    ``"mirror"``). ``sigma`` = (vertical, horizontal) may be traced.
+    torchvision's ``gaussian_blur``: its argument order (x first: ``(kx, ky)`` taps and
+    ``(sigma_x, sigma_y)``), taps and borders (``scipy.ndimage`` mode ``"mirror"``).
+    ``sigma`` may be traced.
 
     Example:
       >>> import jax.numpy as jnp
       >>> gaussian_blur(jnp.ones((5, 5, 3)), (3, 3), (1.0, 1.0)).shape
       (5, 5, 3)
     """
-    return blur_unit(x, kernel_size, sigma)
+    (kx, ky), (sx, sy) = kernel_size, sigma
+    return blur_unit(x, (ky, kx), (sy, sx))
 
 
 def erase(x: jax.Array, top: Any, left: Any, height: Any, width: Any, value: Any) -> jax.Array:

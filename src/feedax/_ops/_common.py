@@ -19,6 +19,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from feedax._context import RecordContext
@@ -175,9 +176,13 @@ def value_of(v: Any) -> Any:
 
 
 def to_unit(x: jax.Array) -> jax.Array:
-    """uint8 -> float32 ``x / 255``; floats unchanged (assumed in [0, 1])."""
+    """An image on the unit scale in float32 (at least): uint8 as ``x / 255``.
+
+    bfloat16 and float16 are computed in float32 (colour rules round poorly in them);
+    float32 is unchanged (assumed in [0, 1]).
+    """
     if jnp.issubdtype(x.dtype, jnp.floating):
-        return x
+        return x.astype(jnp.promote_types(x.dtype, jnp.float32))
     return x.astype(jnp.float32) / 255.0
 
 
@@ -197,9 +202,23 @@ def like(y: jax.Array, dtype: Any) -> jax.Array:
     return jnp.clip(jnp.round(y), info.min, info.max).astype(dtype)
 
 
-def unit_value(value: float, dtype: Any) -> float:
-    """A unit-scale pixel value in the units of ``dtype`` (x255 for integers)."""
-    return value if jnp.issubdtype(dtype, jnp.floating) else value * 255.0
+def pixel_fill(value: Any, dtype: Any, what: str = "fill") -> np.ndarray:
+    """A constant fill (unit scale) in the units of ``dtype``, exactly as it will be stored.
+
+    Integer images get it rounded to the nearest level (0.5 -> 128 on uint8), the same
+    eager and under ``jit``; a value outside [0, 1] cannot be stored there and raises
+    instead of wrapping or clipping. Float images take any value (e.g. after ``Normalize``).
+    """
+    unit = np.asarray(value, np.float64)
+    if jnp.issubdtype(dtype, jnp.floating):
+        return unit
+    if (unit < 0).any() or (unit > 1).any():
+        raise OperatorError(
+            f"{what}={value!r} is outside [0, 1], the unit scale of {np.dtype(dtype)} images "
+            f"(1.0 is 255). Give it on the unit scale, e.g. {what}="
+            f"{np.round(unit / 255, 4).tolist()!r} for levels {unit.tolist()!r} of 255."
+        )
+    return np.round(unit * 255.0)
 
 
 # ---------------------------------------------------------------------------- draws

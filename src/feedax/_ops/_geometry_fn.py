@@ -13,11 +13,12 @@ import jax
 import jax.numpy as jnp
 
 from feedax._operator import to_float
-from feedax._ops._common import like, unit_value
+from feedax._ops._common import like, pixel_fill
 
 PAD_MODES = ("constant", "edge", "reflect", "symmetric")
 RESIZE_METHODS = {
-    "nearest": "nearest",
+    "nearest": "nearest",  # torchvision's NEAREST: source pixel floor(i * in / out)
+    "nearest_exact": "nearest",  # torchvision's NEAREST_EXACT and PIL's: floor((i + 0.5) ...)
     "bilinear": "linear",
     "bicubic": "cubic",
     "lanczos3": "lanczos3",
@@ -39,7 +40,8 @@ def pad(
       padding: ``(top, bottom, left, right)`` pixels.
       mode: ``"constant"`` (``fill``), ``"edge"`` (repeat the border), ``"reflect"``
         (mirror without repeating the border) or ``"symmetric"`` (mirror with it).
-      fill: the constant, on the unit scale.
+      fill: the constant, on the unit scale (rounded to a level of an integer image; in
+        [0, 1] for one).
 
     Returns:
       The padded image, dtype of ``x``.
@@ -52,7 +54,7 @@ def pad(
     top, bottom, left, right = padding
     widths = ((top, bottom), (left, right), (0, 0))
     if mode == "constant":
-        fill_value = jnp.asarray(unit_value(fill, x.dtype)).astype(x.dtype)
+        fill_value = jnp.asarray(pixel_fill(fill, x.dtype)).astype(x.dtype)
         return jnp.pad(x, widths, mode="constant", constant_values=fill_value)
     return jnp.pad(x, widths, mode=mode)
 
@@ -118,7 +120,7 @@ def padded_crop(
     inside = ((rows >= 0) & (rows < x.shape[0]))[:, None, None] & (
         (cols >= 0) & (cols < x.shape[1])
     )[None, :, None]
-    fill_value = jnp.asarray(unit_value(fill, x.dtype)).astype(x.dtype)
+    fill_value = jnp.asarray(pixel_fill(fill, x.dtype)).astype(x.dtype)
     return jnp.where(inside, out, fill_value)
 
 
@@ -135,8 +137,12 @@ def resize(
     Args:
       x: HWC image.
       size: output (height, width).
-      method: ``"nearest"``, ``"bilinear"``, ``"bicubic"`` (Keys, a = -0.5, as PIL),
-        ``"lanczos3"`` or ``"lanczos5"``.
+      method: ``"nearest"`` (torchvision's ``NEAREST``: source pixel
+        ``floor(i * in / out)``), ``"nearest_exact"`` (torchvision's ``NEAREST_EXACT`` and
+        PIL's nearest: ``floor((i + 0.5) * in / out)``), ``"bilinear"``, ``"bicubic"``,
+        ``"lanczos3"`` or ``"lanczos5"``. Bicubic is Keys' kernel with a = -0.5 (PIL's,
+        and torchvision's with antialias); torchvision without antialias and OpenCV use
+        a = -0.75, up to a few levels apart at sharp edges.
       antialias: widen the kernel when downscaling (as PIL does), for all but nearest.
 
     Example:
@@ -144,8 +150,8 @@ def resize(
       >>> resize(jnp.ones((4, 4, 3), jnp.uint8), (2, 3)).shape
       (2, 3, 3)
     """
-    if method == "nearest":  # PIL's rule: source pixel floor((i + 0.5) * in / out)
-        return resized_crop(x, 0, 0, x.shape[0], x.shape[1], size, "nearest")
+    if method in ("nearest", "nearest_exact"):
+        return resized_crop(x, 0, 0, x.shape[0], x.shape[1], size, method)
     shape = (size[0], size[1], x.shape[2])
     out = jax.image.resize(to_float(x), shape, RESIZE_METHODS[method], antialias=antialias)
     return like(out, x.dtype)
@@ -177,10 +183,11 @@ def resized_crop(
     width = jnp.asarray(width, jnp.float32)
     top = jnp.asarray(top, jnp.float32)
     left = jnp.asarray(left, jnp.float32)
-    if method == "nearest":
-        # Sample the box at output pixel centres; PIL's nearest rule (floor).
-        ys = top + (jnp.arange(h_out) + 0.5) * (height / h_out)
-        xs = left + (jnp.arange(w_out) + 0.5) * (width / w_out)
+    if method in ("nearest", "nearest_exact"):
+        # torchvision's NEAREST samples at output pixel corners, NEAREST_EXACT at centres.
+        at = 0.5 if method == "nearest_exact" else 0.0
+        ys = top + (jnp.arange(h_out) + at) * (height / h_out)
+        xs = left + (jnp.arange(w_out) + at) * (width / w_out)
         yi = jnp.clip(jnp.floor(ys).astype(jnp.int32), 0, x.shape[0] - 1)
         xi = jnp.clip(jnp.floor(xs).astype(jnp.int32), 0, x.shape[1] - 1)
         return x[yi[:, None], xi[None, :]]
@@ -208,10 +215,10 @@ def affine_matrix(
     """The 2x3 inverse map (output pixel -> input pixel) of an affine transform.
 
     The forward map, in pixel-corner coordinates (x right, y down), is
-    ``p_out = center + translate + R(angle) S(scale) Sh(shear) (p_in - center)``, where
-    ``R`` turns the picture counter-clockwise by ``angle`` degrees (as PIL's
-    ``Image.rotate``), ``S`` scales, and ``Sh`` shears: first ``x += tan(shear_x) y``, then
-    ``y += tan(shear_y) x`` (degrees). All arguments may be traced.
+    ``p_out = center + translate + R(angle) S(scale) Sh(shear) (p_in - center)``, as
+    torchvision's ``F.affine``: ``R`` turns the picture clockwise by ``angle`` degrees,
+    ``S`` scales, and ``Sh`` shears: first ``x -= tan(shear_x) y``, then
+    ``y -= tan(shear_y) x`` (degrees). All arguments may be traced.
 
     Example:
       >>> (affine_matrix(0.0, (2.0, 1.0)) + 0.0).tolist()
@@ -219,9 +226,9 @@ def affine_matrix(
     """
     theta = jnp.deg2rad(jnp.asarray(angle, jnp.float32))
     cos, sin = jnp.cos(theta), jnp.sin(theta)
-    rot = jnp.array([[cos, sin], [-sin, cos]])
+    rot = jnp.array([[cos, -sin], [sin, cos]])  # y points down: clockwise on screen
     sx, sy = (jnp.tan(jnp.deg2rad(jnp.asarray(s, jnp.float32))) for s in shear)
-    shear_m = jnp.array([[1.0, 0.0], [sy, 1.0]]) @ jnp.array([[1.0, sx], [0.0, 1.0]])
+    shear_m = jnp.array([[1.0, 0.0], [-sy, 1.0]]) @ jnp.array([[1.0, -sx], [0.0, 1.0]])
     a = jnp.asarray(scale, jnp.float32) * (rot @ shear_m)
     det = a[0, 0] * a[1, 1] - a[0, 1] * a[1, 0]
     inv = jnp.array([[a[1, 1], -a[0, 1]], [-a[1, 0], a[0, 0]]]) / det
@@ -255,7 +262,7 @@ def warp_affine(
     xin = inverse[0, 0] * xs + inverse[0, 1] * ys + inverse[0, 2]
     yin = inverse[1, 0] * xs + inverse[1, 1] * ys + inverse[1, 2]
     inside = (xin >= 0) & (xin < width) & (yin >= 0) & (yin < height)
-    fill_value = jnp.asarray(unit_value(fill, x.dtype), jnp.float32)
+    fill_value = jnp.asarray(pixel_fill(fill, x.dtype), jnp.float32)
     if interpolation == "nearest":
         xi = jnp.clip(jnp.floor(xin).astype(jnp.int32), 0, width - 1)
         yi = jnp.clip(jnp.floor(yin).astype(jnp.int32), 0, height - 1)
@@ -287,7 +294,10 @@ def affine(
 ) -> jax.Array:
     """Applies :func:`affine_matrix` about the image centre, same output size.
 
-    ``translate`` is in pixels (x, y); see :func:`affine_matrix` for the conventions.
+    torchvision's ``F.affine``: ``angle`` turns clockwise (degrees), ``translate`` is in
+    pixels (x, y), ``shear`` in degrees; see :func:`affine_matrix`. Unlike torchvision's
+    default (nearest), ``interpolation`` defaults to bilinear here: give
+    ``interpolation="nearest"`` to match it.
 
     Example:
       >>> import jax.numpy as jnp
@@ -304,9 +314,12 @@ def rotate(
 ) -> jax.Array:
     """Turns ``x`` counter-clockwise by ``angle`` degrees about its centre, same size.
 
+    torchvision's ``F.rotate`` (counter-clockwise, unlike ``F.affine``), with bilinear
+    sampling by default (torchvision: nearest).
+
     Example:
       >>> import jax.numpy as jnp
       >>> rotate(jnp.arange(4.0).reshape(2, 2, 1), 90.0)[..., 0].tolist()
       [[1.0, 3.0], [0.0, 2.0]]
     """
-    return affine(x, angle, interpolation=interpolation, fill=fill)
+    return affine(x, -jnp.asarray(angle), interpolation=interpolation, fill=fill)

@@ -51,13 +51,14 @@ def _translate(owner: str, value: Any) -> tuple[float, float]:
 class RandomAffine(SpatialOperator, RandomOperator):
     """A random affine warp about the image centre: rotate, translate, scale and shear.
 
-    Per record: angle uniform in ``degrees`` (counter-clockwise, as PIL's
-    ``Image.rotate``), translation uniform in ``+-translate`` times the width/height (in
-    pixels, not rounded), scale uniform in ``scale``, shears uniform in ``shear``
-    (degrees; ``x += tan(sx) y`` then ``y += tan(sy) x``). The output keeps the input
-    size; pixels from outside get ``fill``. Sampling matches PIL's
-    ``Image.transform(..., Image.AFFINE)``. uint8 stays uint8 (rounded). The identity in
-    eval mode. The fixed-parameter version is ``feedax.functional.affine``.
+    torchvision's ``RandomAffine``. Per record: angle uniform in ``degrees`` (clockwise,
+    as torchvision's ``F.affine``), translation uniform in ``+-translate`` times the
+    width/height (in pixels, not rounded), scale uniform in ``scale``, shears uniform in
+    ``shear`` (degrees; ``x -= tan(sx) y`` then ``y -= tan(sy) x``, torchvision's signs).
+    The output keeps the input size; pixels from outside get ``fill``. Sampling matches
+    PIL's ``Image.transform(..., Image.AFFINE)``; the default ``interpolation`` is
+    ``"nearest"``, as torchvision's. uint8 stays uint8 (rounded). The identity in eval
+    mode. The fixed-parameter version is ``feedax.functional.affine``.
 
     Args:
       degrees: ``d`` for ``(-d, d)``, or a range ``(min, max)``.
@@ -65,7 +66,7 @@ class RandomAffine(SpatialOperator, RandomOperator):
       scale: range ``(min, max)`` of the scale factor, or None for 1.
       shear: ``s`` for x-shear in ``(-s, s)``, ``(a, b)`` for x-shear, ``(a, b, c, d)``
         for x- and y-shear, in degrees; or None.
-      interpolation: ``"bilinear"`` or ``"nearest"``.
+      interpolation: ``"nearest"`` (default, as torchvision) or ``"bilinear"``.
       fill: the value of uncovered pixels, on the unit scale (1.0 is 255 for uint8).
       fields: extra fields (e.g. ``("mask",)``) warped alike, nearest-neighbour, fill 0.
       rngs: the RNG streams; the operator draws its key from ``stream``.
@@ -90,7 +91,7 @@ class RandomAffine(SpatialOperator, RandomOperator):
         translate: tuple[float, float] | None = None,
         scale: tuple[float, float] | None = None,
         shear: float | Sequence[float] | None = None,
-        interpolation: str = "bilinear",
+        interpolation: str = "nearest",
         fill: float = 0.0,
         fields: Sequence[str] = (),
         rngs: nnx.Rngs,
@@ -129,11 +130,12 @@ class RandomAffine(SpatialOperator, RandomOperator):
 class RandomRotation(RandomAffine):
     """Turns an image by a random angle about its centre (counter-clockwise, degrees).
 
-    A :class:`RandomAffine` with rotation only; the output keeps the input size.
+    torchvision's ``RandomRotation`` (counter-clockwise, unlike ``RandomAffine``): a
+    :class:`RandomAffine` with rotation only; the output keeps the input size.
 
     Args:
       degrees: ``d`` for ``(-d, d)``, or a range ``(min, max)``.
-      interpolation: ``"bilinear"`` or ``"nearest"``.
+      interpolation: ``"nearest"`` (default, as torchvision) or ``"bilinear"``.
       fill: the value of uncovered pixels, on the unit scale (1.0 is 255 for uint8).
       fields: extra fields (e.g. ``("mask",)``) turned alike, nearest-neighbour, fill 0.
       rngs: the RNG streams; the operator draws its key from ``stream``.
@@ -154,7 +156,7 @@ class RandomRotation(RandomAffine):
         self,
         degrees: float | tuple[float, float],
         *,
-        interpolation: str = "bilinear",
+        interpolation: str = "nearest",
         fill: float = 0.0,
         fields: Sequence[str] = (),
         rngs: nnx.Rngs,
@@ -170,3 +172,8 @@ class RandomRotation(RandomAffine):
             stream=stream,
             field=field,
         )
+
+    def draw(self, shape: tuple[int, ...], ctx: RecordContext) -> Any:
+        """The inverse 2x3 matrix of the record's counter-clockwise turn."""
+        angle = lerp(self.record_uniforms(ctx, 6)[0], *self.degrees)
+        return G.affine_matrix(-angle, center=(shape[1] * 0.5, shape[0] * 0.5))

@@ -31,6 +31,8 @@ class BrightnessContrast(Operator):
       [0.0, 4.0]
     """
 
+    unit_range = True
+
     def __init__(self, brightness: float = 0.0, contrast: float = 1.0, *, field: str = "image"):
         super().__init__(field=field)
         self.brightness = nnx.Param(jnp.asarray(brightness, jnp.float32))

@@ -20,6 +20,7 @@ from feedax._ops._common import (
     check_probability,
     check_size,
     fail,
+    pixel_fill,
 )
 
 ATTEMPTS = 10
@@ -53,6 +54,7 @@ def _fill(
     if value == "random":
         # Drawn flat: XLA compiles a 1-D draw much faster than an HWC-shaped one.
         return jax.random.uniform(key(), (x.size,)).reshape(x.shape)
+    pixel_fill(value, x.dtype, "value")  # an integer image stores only [0, 1]
     return jnp.asarray(value, jnp.float32)
 
 
@@ -121,7 +123,10 @@ class Cutout(RandomOperator):
     """Erases a ``size`` box centred at a uniformly random pixel, clipped at the border.
 
     As DeVries & Taylor (2017): the centre may lie near the border, so the erased area
-    varies. Keeps dtype and shape. Identity in eval mode.
+    varies. Keeps dtype and shape. Identity in eval mode. The box is exactly ``size``
+    (``size // 2`` rows above the centre); the paper's reference code spans
+    ``centre +- size // 2`` and so erases ``(size - 1)`` rows and columns for an odd size:
+    give ``size - 1`` to reproduce that.
 
     Args:
       size: box (height, width), or one int for a square.

@@ -26,14 +26,14 @@ from feedax._ops._common import (
 def _kernel_size(value: Any) -> tuple[int, int]:
     pair = (value, value) if isinstance(value, int) else value
     try:
-        h, w = pair
+        w, h = pair
     except (TypeError, ValueError):
         raise fail(
             "GaussianBlur", "kernel_size", "an odd int or a pair of odd ints", value
         ) from None
-    if not all(isinstance(v, int) and v > 0 and v % 2 == 1 for v in (h, w)):
+    if not all(isinstance(v, int) and v > 0 and v % 2 == 1 for v in (w, h)):
         raise fail("GaussianBlur", "kernel_size", "an odd int or a pair of odd ints > 0", value)
-    return h, w
+    return w, h
 
 
 class GaussianBlur(RandomOperator):
@@ -45,7 +45,7 @@ class GaussianBlur(RandomOperator):
     ``feedax.functional.gaussian_blur``.
 
     Args:
-      kernel_size: odd taps, an int or (height, width).
+      kernel_size: odd taps, an int or ``(width, height)`` (torchvision's order: x first).
       sigma: a fixed sigma, or a range ``(min, max)`` (uniform per record), in pixels.
       rngs: the RNG streams; the operator draws its key from ``stream``.
       stream: the name of the stream in ``rngs`` (default ``"augment"``).
@@ -60,6 +60,8 @@ class GaussianBlur(RandomOperator):
       >>> out["image"][0][0, 0].tolist()
       [7, 7, 7]
     """
+
+    unit_range = True
 
     def __init__(
         self,
@@ -92,7 +94,8 @@ class GaussianNoise(RandomOperator):
     (the noise is reparameterised, so gradients reach it). Identity in eval mode.
 
     Args:
-      std: standard deviation of the noise, unit scale.
+      std: standard deviation of the noise, unit scale (default 0.1, torchvision's
+        ``GaussianNoise(sigma=0.1)``).
       learnable: make ``std`` an ``nnx.Param``.
       rngs: the RNG streams; the operator draws its key from ``stream``.
       stream: the name of the stream in ``rngs`` (default ``"augment"``).
@@ -108,9 +111,11 @@ class GaussianNoise(RandomOperator):
       Array(True, dtype=bool)
     """
 
+    unit_range = True
+
     def __init__(
         self,
-        std: float = 0.05,
+        std: float = 0.1,
         *,
         learnable: bool = False,
         rngs: nnx.Rngs,

@@ -68,6 +68,14 @@ class Normalize(Operator):
                 f"{self.field!r} has {x.shape[-1]} channels (shape {tuple(x.shape)}). Give one "
                 "value per channel."
             )
+        if jnp.issubdtype(x.dtype, jnp.integer) and max(self.std) < 1 and max(self.mean) <= 1:
+            raise OperatorError(
+                f"{type(self).__name__}: field {self.field!r} is {x.dtype} (0..255), but mean "
+                f"{self.mean} and std {self.std} look like unit-scale statistics (torchvision's "
+                "are for images in [0, 1]); the output would reach about "
+                f"{255 / min(self.std):.0f}. Give them in levels (mean * 255, std * 255) or "
+                "put fx.ToFloat() before Normalize."
+            )
         x = to_float(x)
         return (x - jnp.asarray(self.mean, x.dtype)) / jnp.asarray(self.std, x.dtype)
 

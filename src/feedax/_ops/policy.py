@@ -102,7 +102,7 @@ def policy_op(
             G.affine_matrix(0.0, shear=(zero, shear), center=center),
             G.affine_matrix(0.0, translate=jnp.stack([t, zero]), center=center),
             G.affine_matrix(0.0, translate=jnp.stack([zero, t]), center=center),
-            G.affine_matrix(m, center=center),
+            G.affine_matrix(-m, center=center),  # Rotate: counter-clockwise, as F.rotate
         ]
     )
     index = jnp.asarray(index, jnp.int32)
@@ -125,6 +125,8 @@ def policy_op(
 
 class _Policy(RandomOperator):
     """Shared machinery: ``num_ops`` ops per record, each at a magnitude bin."""
+
+    unit_range = True
 
     wide: ClassVar[bool] = False
     differentiable: ClassVar[bool] = False

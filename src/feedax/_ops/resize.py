@@ -33,7 +33,9 @@ class Resize(SpatialOperator):
     Args:
       size: a pair (height, width), or one int: the smaller edge becomes ``size`` and the
         other keeps the aspect ratio (``int(size * long / short)``, as torchvision).
-      method: ``"nearest"``, ``"bilinear"``, ``"bicubic"``, ``"lanczos3"`` or ``"lanczos5"``.
+      method: ``"nearest"`` (torchvision's rule), ``"nearest_exact"`` (PIL's),
+        ``"bilinear"``, ``"bicubic"``, ``"lanczos3"`` or ``"lanczos5"`` (see
+        ``feedax.functional.resize``).
       antialias: widen the kernel when downscaling (ignored by ``"nearest"``).
       fields: extra fields (e.g. ``("mask",)``) resized alike, nearest-neighbour.
       field: the record field to resize.
@@ -98,7 +100,9 @@ class RandomResizedCrop(SpatialOperator, RandomOperator):
       size: output (height, width), or one int for a square.
       scale: range of the box area as a fraction of the image area.
       ratio: range of the box aspect (width / height).
-      method: ``"nearest"``, ``"bilinear"``, ``"bicubic"``, ``"lanczos3"`` or ``"lanczos5"``.
+      method: ``"nearest"`` (torchvision's rule), ``"nearest_exact"`` (PIL's),
+        ``"bilinear"``, ``"bicubic"``, ``"lanczos3"`` or ``"lanczos5"`` (see
+        ``feedax.functional.resize``).
       antialias: widen the kernel when downscaling.
       fields: extra fields (e.g. ``("mask",)``) cropped alike, nearest-neighbour.
       rngs: the RNG streams; the operator draws its key from ``stream``.

@@ -101,6 +101,8 @@ class Solarize(Operator):
       [[[10, 55]]]
     """
 
+    unit_range = True
+
     def __init__(self, threshold: float = 0.5, *, field: str = "image"):
         super().__init__(field=field)
         self.threshold = check_number(type(self).__name__, "threshold", threshold, 0.0, 1.0)
@@ -125,6 +127,8 @@ class Posterize(Operator):
       >>> fx.Posterize(2)({"image": jnp.array([[[255, 100]]], jnp.uint8)}, ctx)["image"].tolist()
       [[[192, 64]]]
     """
+
+    unit_range = True
 
     differentiable: ClassVar[bool] = False
 
@@ -153,6 +157,8 @@ class Equalize(Operator):
       [0, 100, 200, 255]
     """
 
+    unit_range = True
+
     differentiable: ClassVar[bool] = False
 
     def apply(self, x: jax.Array, ctx: RecordContext) -> jax.Array:
@@ -176,6 +182,8 @@ class AutoContrast(Operator):
       [[0.0, 1.0]]
     """
 
+    unit_range = True
+
     def apply(self, x: jax.Array, ctx: RecordContext) -> jax.Array:
         """Stretches one image."""
         return C.autocontrast(x)
@@ -193,6 +201,8 @@ class Invert(Operator):
       >>> fx.Invert()({"image": jnp.array([[[0, 200]]], jnp.uint8)}, ctx)["image"].tolist()
       [[[255, 55]]]
     """
+
+    unit_range = True
 
     def apply(self, x: jax.Array, ctx: RecordContext) -> jax.Array:
         """Inverts one image."""

@@ -41,7 +41,7 @@ def build_parser(prog: str = "feedax bench") -> argparse.ArgumentParser:
         "--batches",
         type=int,
         default=None,
-        help="timed batches per run (default: ~1 epoch: 190 / 75 / 75 / 400 / 400)",
+        help="timed batches per run (default: ~1 epoch: 190 / 75 / 75 / 400 / 480)",
     )
     p.add_argument(
         "--warmup",

@@ -1,0 +1,49 @@
+"""The one value-range check: float images read as [0, 1] by the colour rules.
+
+Colour operators clip float images to [0, 1]; fed floats in [0, 255] they would silently
+turn most pixels white. Which (operator, field) pairs read floats so is known when the
+pipeline is built; the values are looked at once per iteration, on its first batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from feedax._errors import PipelineError
+from feedax._operator import Operator
+
+SLACK = 1e-3
+"""How far outside [0, 1] a value may stray (rounding) before it counts as another scale."""
+
+
+def unit_range_fields(operators: Any, spec: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """``(operator name, field)`` for each operator, nested ones too, reading floats as [0, 1]."""
+    found: dict[tuple[str, str], None] = {}
+    for _, node in reversed(list(nnx.iter_graph(operators))):  # outer operators first
+        if not (isinstance(node, Operator) and node.unit_range and node.field in spec):
+            continue
+        dtype = getattr(spec[node.field], "dtype", None)
+        if dtype is not None and jnp.issubdtype(dtype, jnp.floating):
+            found[(type(node).__name__, node.field)] = None
+    return tuple(found)
+
+
+def check_unit_range(readers: tuple[tuple[str, str], ...], arrays: Mapping[str, Any]) -> None:
+    """Raises if a field that a colour rule reads holds floats outside [0, 1]."""
+    for name, field in readers:
+        if field not in arrays:
+            continue
+        values = arrays[field]
+        low, high = (float(v) for v in jax.device_get((jnp.min(values), jnp.max(values))))
+        if low < -SLACK or high > 1 + SLACK:
+            raise PipelineError(
+                f"Pipeline: {name} reads field {field!r} as float values in [0, 1] and clips "
+                f"to it, but the first batch holds values in [{low:.4g}, {high:.4g}]. Scale "
+                "the images to [0, 1] (divide by 255, or feed uint8 and let the operator scale "
+                "it), and put colour operators before Normalize."
+            )
