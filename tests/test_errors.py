@@ -65,7 +65,7 @@ def test_wrong_rank():
 
 def test_wrong_dtype():
     src = fx.ArraySource({"image": np.zeros((10, 8, 8, 3), np.int32)})
-    with pytest.raises(fx.OperatorError, match="dtype int32, expected uint8 or float"):
+    with pytest.raises(fx.OperatorError, match="dtype int32, expected uint8 or uint16 or int16"):
         fx.Pipeline(src, [fx.Normalize(0, 1)], batch_size=2)
 
 

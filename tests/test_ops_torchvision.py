@@ -61,6 +61,7 @@ def test_colour_jitter_runs_on_half_precision_images_and_keeps_their_dtype(dtype
     pipe = fx.Pipeline(fx.ArraySource({"image": images}), batch_size=2, operators=[op])
     batch = next(iter(pipe))
     assert batch["image"].dtype == dtype
+    assert one(fx.Normalize(0.5, 0.25), images[0]).dtype == np.float32  # as documented
     reference = one(op, images[0].astype(np.float32))
     np.testing.assert_allclose(one(op, images[0]).astype(np.float32), reference, atol=2e-2)
 
@@ -151,3 +152,18 @@ def test_nearest_is_torchvisions_rule_and_nearest_exact_pils(src, out):
         indices=[0],
     )["mask"][0]
     np.testing.assert_array_equal(moved, np.asarray(x)[floor[:, None], floor[None, :], 0])
+
+
+@pytest.mark.parametrize(("dtype", "top"), [(np.uint16, 65535), (np.int16, 32767)])
+def test_16_bit_images_are_scaled_by_their_full_level(dtype, top):
+    rng = np.random.default_rng(1)
+    x = (rng.random((8, 8, 3)) * top).astype(dtype)
+    unit = x.astype(np.float32) / top
+    np.testing.assert_allclose(one(fx.ToFloat(), x), unit, atol=1e-7)
+    np.testing.assert_array_equal(one(fx.Invert(), x), top - x.astype(np.int64))
+    jitter = fx.ColorJitter(0.4, 0.4, 0.4, 0.1, rngs=nnx.Rngs(augment=0))
+    np.testing.assert_allclose(one(jitter, x) / top, one(jitter, unit), atol=1.5 / top)
+    padded = np.asarray(F.pad(jnp.asarray(x), (1, 0, 0, 0), "constant", 0.5))
+    assert padded.dtype == dtype and padded[0, 0, 0] == round(0.5 * top)
+    with pytest.raises(fx.OperatorError, match="expected uint8 or float"):
+        one(fx.Equalize(), x)  # 8-bit levels only, as PIL and torchvision

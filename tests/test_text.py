@@ -127,3 +127,30 @@ def test_tokenize_with_a_sentencepiece_model_trained_here(tmp_path):
     other = model(400)
     again = fx.tokenize(texts, other.encode, tmp_path / "sp", progress=False)
     assert again.sequence(0).tolist() == other.encode(texts.read(np.array([0]))["text"][0])
+
+
+def test_tokenize_with_a_tiktoken_encoding_built_here(tmp_path):
+    tiktoken = pytest.importorskip("tiktoken")
+    import os
+    import pathlib
+
+    # tiktoken's named encodings are downloaded; a byte-level one is built from its ranks.
+    ranks = {bytes([i]): i for i in range(256)}
+    for j, merge in enumerate([b"se", b"lf", b"self", b"in", b"re", b"de", b"def", b" self"]):
+        ranks[merge] = 256 + j
+    pattern = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\w+| ?\d+| ?[^\s\w\d]+|\s+(?!\S)|\s+"""
+
+    def encoding(name, merges):
+        kept = {k: v for k, v in ranks.items() if v < 256 + merges}
+        return tiktoken.Encoding(name, pat_str=pattern, mergeable_ranks=kept, special_tokens={})
+
+    files = sorted(str(p) for p in pathlib.Path(os.__file__).parent.glob("c*.py"))[:3]
+    texts = fx.TextSource(files)
+    rich = encoding("rich", 8)
+    tokens = fx.tokenize(texts, rich.encode_batch, tmp_path / "tk", progress=False)
+    first = texts.read(np.array([0]))["text"][0]
+    assert tokens.sequence(0).tolist() == rich.encode(first)
+    assert rich.decode(tokens.sequence(0).tolist()) == first
+    poor = encoding("poor", 2)  # another encoding behind the same method name: not cached
+    again = fx.tokenize(texts, poor.encode_batch, tmp_path / "tk", progress=False)
+    assert again.sequence(0).tolist() == poor.encode(first) != rich.encode(first)

@@ -64,7 +64,7 @@ class Operator(nnx.Module, abc.ABC):
 
     field: str
     ranks: ClassVar[tuple[int, ...]] = (3,)
-    kinds: ClassVar[tuple[str, ...]] = ("uint8", "float")
+    kinds: ClassVar[tuple[str, ...]] = ("uint8", "uint16", "int16", "float")
     differentiable: ClassVar[bool] = True
     unit_range: ClassVar[bool] = False
 
@@ -294,7 +294,8 @@ def _kind(dtype: Any) -> str:
     if jnp.issubdtype(dtype, jnp.floating):
         return "float"
     if jnp.issubdtype(dtype, jnp.integer):
-        return "uint8" if dtype == jnp.uint8 else "integer"
+        image_kinds = {jnp.uint8: "uint8", jnp.uint16: "uint16", jnp.int16: "int16"}
+        return next((k for d, k in image_kinds.items() if dtype == d), "integer")
     return str(dtype)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from feedax._ops._common import from_unit, to_unit
+from feedax._ops._common import from_unit, full_scale, to_unit
 
 GREY_WEIGHTS = (0.299, 0.587, 0.114)
 """ITU-R 601-2 luma, as PIL's ``convert("L")``."""
@@ -171,7 +171,7 @@ def adjust_sharpness(x: jax.Array, factor: Any) -> jax.Array:
       >>> adjust_sharpness(jnp.ones((4, 4, 3), jnp.uint8), 2.0).shape
       (4, 4, 3)
     """
-    rounded = not jnp.issubdtype(x.dtype, jnp.floating)
+    rounded = x.dtype == jnp.uint8
     return from_unit(sharpness_unit(to_unit(x), factor, rounded), x.dtype)
 
 
@@ -198,7 +198,7 @@ def invert(x: jax.Array) -> jax.Array:
     """
     if jnp.issubdtype(x.dtype, jnp.floating):
         return 1.0 - x
-    return (255 - x.astype(jnp.int32)).astype(x.dtype)
+    return (int(full_scale(x.dtype)) - x.astype(jnp.int32)).astype(x.dtype)
 
 
 def solarize(x: jax.Array, threshold: Any) -> jax.Array:
@@ -212,7 +212,8 @@ def solarize(x: jax.Array, threshold: Any) -> jax.Array:
     if jnp.issubdtype(x.dtype, jnp.floating):
         return jnp.where(x >= threshold, 1.0 - x, x)
     # Integer levels compared with a small slack, so threshold = k / 255 includes level k.
-    above = x.astype(jnp.float32) >= jnp.asarray(threshold, jnp.float32) * 255.0 - 1e-3
+    top = full_scale(x.dtype)
+    above = x.astype(jnp.float32) >= jnp.asarray(threshold, jnp.float32) * top - 1e-3
     return jnp.where(above, invert(x), x)
 
 
@@ -344,5 +345,5 @@ def erase(x: jax.Array, top: Any, left: Any, height: Any, width: Any, value: Any
     cols = jnp.arange(x.shape[1])[None, :]
     inside = (rows >= top) & (rows < top + height) & (cols >= left) & (cols < left + width)
     fill = jnp.broadcast_to(jnp.asarray(value, jnp.float32), x.shape)
-    fill = fill if jnp.issubdtype(x.dtype, jnp.floating) else jnp.round(fill * 255.0)
+    fill = fill if jnp.issubdtype(x.dtype, jnp.floating) else jnp.round(fill * full_scale(x.dtype))
     return jnp.where(inside[..., None], fill.astype(x.dtype), x)

@@ -175,23 +175,33 @@ def value_of(v: Any) -> Any:
 # ---------------------------------------------------------------------------- dtypes
 
 
+def full_scale(dtype: Any) -> float:
+    """The level of full intensity of an image dtype (1.0 for floats).
+
+    255 for uint8, 65535 for uint16, 32767 for int16 (torchvision's convention).
+    """
+    if jnp.issubdtype(dtype, jnp.floating):
+        return 1.0
+    return float(jnp.iinfo(dtype).max)
+
+
 def to_unit(x: jax.Array) -> jax.Array:
-    """An image on the unit scale in float32 (at least): uint8 as ``x / 255``.
+    """An image on the unit scale in float32 (at least): integers as ``x / full_scale``.
 
     bfloat16 and float16 are computed in float32 (colour rules round poorly in them);
     float32 is unchanged (assumed in [0, 1]).
     """
     if jnp.issubdtype(x.dtype, jnp.floating):
         return x.astype(jnp.promote_types(x.dtype, jnp.float32))
-    return x.astype(jnp.float32) / 255.0
+    return x.astype(jnp.float32) / full_scale(x.dtype)
 
 
 def from_unit(y: jax.Array, dtype: Any) -> jax.Array:
-    """Clips ``y`` to [0, 1] and returns it as ``dtype`` (uint8: ``round(255 y)``)."""
+    """Clips ``y`` to [0, 1] and returns it as ``dtype`` (integers: ``round(full_scale y)``)."""
     y = jnp.clip(y, 0.0, 1.0)
     if jnp.issubdtype(dtype, jnp.floating):
         return y.astype(dtype)
-    return jnp.round(y * 255.0).astype(dtype)
+    return jnp.round(y * full_scale(dtype)).astype(dtype)
 
 
 def like(y: jax.Array, dtype: Any) -> jax.Array:
@@ -212,13 +222,14 @@ def pixel_fill(value: Any, dtype: Any, what: str = "fill") -> np.ndarray:
     unit = np.asarray(value, np.float64)
     if jnp.issubdtype(dtype, jnp.floating):
         return unit
+    top = full_scale(dtype)
     if (unit < 0).any() or (unit > 1).any():
         raise OperatorError(
             f"{what}={value!r} is outside [0, 1], the unit scale of {np.dtype(dtype)} images "
-            f"(1.0 is 255). Give it on the unit scale, e.g. {what}="
-            f"{np.round(unit / 255, 4).tolist()!r} for levels {unit.tolist()!r} of 255."
+            f"(1.0 is {top:.0f}). Give it on the unit scale, e.g. {what}="
+            f"{np.round(unit / top, 4).tolist()!r} for levels {unit.tolist()!r}."
         )
-    return np.round(unit * 255.0)
+    return np.round(unit * top)
 
 
 # ---------------------------------------------------------------------------- draws

@@ -12,10 +12,13 @@ from feedax._ops._common import to_unit
 
 
 class ToFloat(Operator):
-    """uint8 -> float32 ``x / 255`` in [0, 1]; float input is returned unchanged.
+    """Integer images to float32 in [0, 1], as torchvision's ``ToDtype(..., scale=True)``.
+
+    uint8 is ``x / 255``, uint16 ``x / 65535``, int16 ``x / 32767``; bfloat16 and float16
+    become float32; float32 is returned unchanged.
 
     Put it before float-only steps (or to hand floats in [0, 1] to colour ops, which
-    then skip their uint8 rounding). Deterministic.
+    then skip their integer rounding). Deterministic.
 
     Args:
       field: the record field to convert.

@@ -32,7 +32,7 @@ class OneHot(Operator):
     """
 
     ranks: ClassVar[tuple[int, ...]] = (0,)
-    kinds: ClassVar[tuple[str, ...]] = ("integer", "uint8")
+    kinds: ClassVar[tuple[str, ...]] = ("integer", "uint8", "uint16", "int16")
     differentiable: ClassVar[bool] = False
 
     def __init__(self, num_classes: int, *, dtype: Any = jnp.float32, field: str = "label"):

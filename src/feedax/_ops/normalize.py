@@ -11,6 +11,7 @@ from flax import nnx
 from feedax._context import BATCH_AXIS, RecordContext
 from feedax._errors import OperatorError
 from feedax._operator import Operator, to_float
+from feedax._ops._common import full_scale
 
 
 def _per_channel(value: float | Sequence[float], what: str) -> tuple[float, ...]:
@@ -69,12 +70,13 @@ class Normalize(Operator):
                 "value per channel."
             )
         if jnp.issubdtype(x.dtype, jnp.integer) and max(self.std) < 1 and max(self.mean) <= 1:
+            top = full_scale(x.dtype)
             raise OperatorError(
-                f"{type(self).__name__}: field {self.field!r} is {x.dtype} (0..255), but mean "
-                f"{self.mean} and std {self.std} look like unit-scale statistics (torchvision's "
-                "are for images in [0, 1]); the output would reach about "
-                f"{255 / min(self.std):.0f}. Give them in levels (mean * 255, std * 255) or "
-                "put fx.ToFloat() before Normalize."
+                f"{type(self).__name__}: field {self.field!r} is {x.dtype} (levels up to "
+                f"{top:.0f}), but mean {self.mean} and std {self.std} look like unit-scale "
+                "statistics (torchvision's are for images in [0, 1]); the output would reach "
+                f"about {top / min(self.std):.0f}. Give them in levels (mean * {top:.0f}, "
+                f"std * {top:.0f}) or put fx.ToFloat() before Normalize."
             )
         x = to_float(x)
         return (x - jnp.asarray(self.mean, x.dtype)) / jnp.asarray(self.std, x.dtype)

@@ -126,6 +126,7 @@ def policy_op(
 class _Policy(RandomOperator):
     """Shared machinery: ``num_ops`` ops per record, each at a magnitude bin."""
 
+    kinds: ClassVar[tuple[str, ...]] = ("uint8", "float")  # 8-bit levels (as PIL)
     unit_range = True
 
     wide: ClassVar[bool] = False

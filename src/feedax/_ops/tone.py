@@ -128,6 +128,7 @@ class Posterize(Operator):
       [[[192, 64]]]
     """
 
+    kinds: ClassVar[tuple[str, ...]] = ("uint8", "float")  # 8-bit levels (as PIL)
     unit_range = True
 
     differentiable: ClassVar[bool] = False
@@ -157,6 +158,7 @@ class Equalize(Operator):
       [0, 100, 200, 255]
     """
 
+    kinds: ClassVar[tuple[str, ...]] = ("uint8", "float")  # 8-bit levels (as PIL)
     unit_range = True
 
     differentiable: ClassVar[bool] = False
