@@ -167,3 +167,15 @@ def test_16_bit_images_are_scaled_by_their_full_level(dtype, top):
     assert padded.dtype == dtype and padded[0, 0, 0] == round(0.5 * top)
     with pytest.raises(fx.OperatorError, match="expected uint8 or float"):
         one(fx.Equalize(), x)  # 8-bit levels only, as PIL and torchvision
+
+
+def test_a_colour_operator_after_normalize_is_an_error_when_built():
+    source = fx.ArraySource({"image": np.zeros((4, 8, 8, 3), np.uint8)})
+    late = [fx.Normalize(128.0, 64.0), fx.GaussianBlur(3, rngs=nnx.Rngs(augment=0))]
+    with pytest.raises(fx.PipelineError, match="GaussianBlur reads field 'image' after Normal"):
+        fx.Pipeline(source, batch_size=2, operators=late)
+    other = [fx.Normalize(128.0, 64.0, field="mask"), fx.GaussianBlur(3, rngs=nnx.Rngs(0))]
+    source = fx.ArraySource(
+        {"image": np.zeros((4, 8, 8, 3), np.uint8), "mask": np.zeros((4, 8, 8, 1), np.uint8)}
+    )
+    fx.Pipeline(source, batch_size=2, operators=other)  # another field: fine

@@ -1,8 +1,9 @@
-"""The one value-range check: float images read as [0, 1] by the colour rules.
+"""The value-range checks: float images read as [0, 1] by the colour rules.
 
-Colour operators clip float images to [0, 1]; fed floats in [0, 255] they would silently
-turn most pixels white. Which (operator, field) pairs read floats so is known when the
-pipeline is built; the values are looked at once per iteration, on its first batch.
+Colour operators clip float images to [0, 1]; fed floats in [0, 255], or images already
+normalised, they would silently clip most pixels. A colour operator after a normaliser is
+an error when the pipeline is built; which (operator, field) pairs read floats is known
+then too, and their values are looked at once per iteration, on its first batch.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from flax import nnx
 
 from feedax._errors import PipelineError
 from feedax._operator import Operator
+from feedax._ops.normalize import Normalize, RunningNormalize
 
 SLACK = 1e-3
 """How far outside [0, 1] a value may stray (rounding) before it counts as another scale."""
@@ -31,6 +33,24 @@ def unit_range_fields(operators: Any, spec: Mapping[str, Any]) -> tuple[tuple[st
         if dtype is not None and jnp.issubdtype(dtype, jnp.floating):
             found[(type(node).__name__, node.field)] = None
     return tuple(found)
+
+
+def check_unit_order(operators: Any) -> None:
+    """Raises if a colour rule reads a field after it was normalised (it would clip it)."""
+    normalised: dict[str, str] = {}
+    for top in operators:
+        nodes = [n for _, n in reversed(list(nnx.iter_graph(top))) if isinstance(n, Operator)]
+        for node in nodes:
+            if node.unit_range and node.field in normalised:
+                raise PipelineError(
+                    f"Pipeline: {type(node).__name__} reads field {node.field!r} after "
+                    f"{normalised[node.field]} has moved it off [0, 1]; colour operators clip "
+                    "float images to [0, 1] (torchvision does not clamp some of them). Put "
+                    f"{type(node).__name__} before {normalised[node.field]}."
+                )
+        for node in nodes:
+            if isinstance(node, Normalize | RunningNormalize):
+                normalised.setdefault(node.field, type(node).__name__)
 
 
 def check_unit_range(readers: tuple[tuple[str, str], ...], arrays: Mapping[str, Any]) -> None:

@@ -17,6 +17,7 @@ from feedax._filter import Filter
 from feedax._host import HostMap, Mapped
 from feedax._operator import BatchOperator, Operator
 from feedax._pack import Pack
+from feedax._ranges import check_unit_order
 from feedax._source import Source
 from feedax._sources.mix import Mix
 from feedax._sources.tokens import Ragged, is_token_source
@@ -68,6 +69,7 @@ def check_arguments(
                 f"Pipeline: operators[{i}] must be a feedax Operator or BatchOperator, got "
                 f"{type(op).__name__}. Subclass fx.Operator to write your own."
             )
+    check_unit_order(operators)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise PipelineError(f"Pipeline: batch_size must be an int >= 1, got {batch_size!r}.")
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
