@@ -47,3 +47,15 @@ def fails_on_several(record, ctx):
     if ctx.index in BAD:
         raise ValueError("corrupt payload")
     return decode(record, ctx)
+
+
+def exits_on_bad(record, ctx):
+    if ctx.index == BAD_INDEX:
+        raise SystemExit(3)
+    return decode(record, ctx)
+
+
+def interrupted_on_bad(record, ctx):
+    if ctx.index == BAD_INDEX:
+        raise KeyboardInterrupt
+    return decode(record, ctx)

@@ -115,3 +115,40 @@ def test_pipeline_arguments_are_validated():
         fx.Pipeline(src, batch_size=2, prefetch=-1)
     with pytest.raises(fx.PipelineError, match="field named 'valid'"):
         fx.Pipeline(fx.ArraySource({"valid": np.arange(3)}), batch_size=2, drop_remainder=False)
+
+
+@pytest.mark.parametrize("on_device", [False, True])
+@pytest.mark.parametrize(
+    ("values", "match"),
+    [
+        (np.array([1, 2**31 + 5, 3, 4], np.int64), r"holds 2147483653 \(int64\), which int32"),
+        (np.array([1.0, 1e300, 0.0, 2.0]), r"holds 1e\+300 \(float64\), which float32"),
+    ],
+)
+def test_64_bit_values_the_device_cannot_hold_are_an_error_not_a_wrap(values, match, on_device):
+    source = fx.ArraySource({"x": values}, on_device=on_device)
+    with pytest.raises(fx.SourceError, match=match):
+        next(iter(fx.Pipeline(source, batch_size=4)))
+    fine = fx.ArraySource({"x": values % 1000}, on_device=on_device)
+    assert next(iter(fx.Pipeline(fine, batch_size=4)))["x"].dtype in ("int32", "float32")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), (0.5, float("-inf"), 0.5)])
+def test_non_finite_constants_are_rejected_when_built(bad):
+    with pytest.raises(fx.OperatorError, match="finite"):
+        fx.Normalize(bad, 1.0)
+    with pytest.raises(fx.OperatorError, match="finite"):
+        fx.Normalize(0.0, bad)
+    with pytest.raises(fx.OperatorError, match="finite"):
+        fx.GaussianNoise(float("inf"), rngs=nnx.Rngs(augment=0))
+
+
+def test_normalize_takes_numpy_statistics():
+    norm = fx.Normalize(np.array([1.0, 2.0, 3.0]), np.float32(2.0))
+    assert norm.mean == (1.0, 2.0, 3.0) and norm.std == (2.0,)
+
+
+def test_rngs_without_the_operators_stream_is_named():
+    with pytest.raises(fx.OperatorError, match=r"no stream 'augment'.*it has \['params'\]"):
+        fx.RandomFlip(rngs=nnx.Rngs(params=0))
+    fx.RandomFlip(rngs=nnx.Rngs(params=0), stream="params")  # the stream it has: fine

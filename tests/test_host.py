@@ -4,7 +4,16 @@ import numpy as np
 import pytest
 from flax import nnx
 from helpers import first_batches, host
-from host_fns import BAD_INDEX, decode, dies_on_bad, fails_on_bad, raw_records, wrong_shape_on_bad
+from host_fns import (
+    BAD_INDEX,
+    decode,
+    dies_on_bad,
+    exits_on_bad,
+    fails_on_bad,
+    interrupted_on_bad,
+    raw_records,
+    wrong_shape_on_bad,
+)
 
 import feedax as fx
 
@@ -96,6 +105,17 @@ def test_a_failing_record_is_named_and_nothing_hangs(workers, backend):
         list(pipe.epoch())
     assert time.monotonic() - start < 60
     assert pipe.position == (0, 8)  # the batches before the bad one were handed over
+
+
+@pytest.mark.parametrize(("workers", "backend"), CONFIGS)
+def test_sys_exit_and_interrupts_in_a_host_function_name_the_record(workers, backend):
+    pipe = pipeline(exits_on_bad, workers=workers, backend=backend, shuffle=False)
+    with pytest.raises(fx.HostStageError, match=rf"record index {BAD_INDEX} .*SystemExit: 3"):
+        list(pipe.epoch())
+    pipe = pipeline(interrupted_on_bad, workers=workers, backend=backend, shuffle=False)
+    with pytest.raises(KeyboardInterrupt) as caught:
+        list(pipe.epoch())
+    assert any(f"record index {BAD_INDEX}" in note for note in caught.value.__notes__)
 
 
 def test_a_wrong_shape_is_named_with_its_field():

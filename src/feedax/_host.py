@@ -172,7 +172,13 @@ def call_host_fn(
     name = getattr(fn, "__qualname__", type(fn).__name__)
     try:
         out = fn(record, ctx)
-    except Exception as error:
+    except KeyboardInterrupt as error:  # still an interrupt, but saying where it struck
+        error.add_note(
+            f"feedax: in host stage {name!r} on record index {ctx.index} of source "
+            f"{source_name!r} (epoch {ctx.epoch})."
+        )
+        raise
+    except (Exception, SystemExit) as error:
         raise HostStageError(
             f"host stage {name!r} failed on record index {ctx.index} of source {source_name!r} "
             f"(epoch {ctx.epoch}): {type(error).__name__}: {error}. Fix the record or the "

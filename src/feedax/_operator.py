@@ -43,7 +43,15 @@ def stream_key(owner: object, rngs: Any, stream: str) -> nnx.RngKey:
             f"{name}: rngs must be an nnx.Rngs, got {type(rngs).__name__}. "
             "Pass rngs=nnx.Rngs(augment=0)."
         )
-    return nnx.RngKey(rngs[stream]())
+    try:
+        draw = rngs[stream]
+    except (KeyError, AttributeError):
+        have = sorted(k for k, v in vars(rngs).items() if isinstance(v, nnx.RngStream))
+        raise OperatorError(
+            f"{name}: rngs has no stream {stream!r} (nor 'default'); it has {have}. Pass "
+            f"rngs=nnx.Rngs({stream}=0), or stream=<one of those> to {name}(...)."
+        ) from None
+    return nnx.RngKey(draw())
 
 
 class Operator(nnx.Module, abc.ABC):

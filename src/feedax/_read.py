@@ -10,6 +10,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from feedax._dtypes import check_fits_device
 from feedax._host import HostMap
 from feedax._step import Loaded, Step
 from feedax._workers import HostExecutor, read_or_explain
@@ -41,6 +42,8 @@ class Placement:
         began = time.perf_counter()
         lo, hi = self.rows
         assert step.indices is not None
+        for field, values in records.items():
+            check_fits_device(field, values)
         arrays: dict[str, Any] = {"fields": records}
         if self.identities:
             arrays["index"] = step.indices[lo:hi].astype(np.int32)

@@ -10,6 +10,7 @@ import jax
 import numpy as np
 from flax import nnx
 
+from feedax._dtypes import check_fits_device
 from feedax._errors import SourceError
 from feedax._ragged import Ragged
 
@@ -120,6 +121,8 @@ class _Columns:
 
     def device(self) -> dict[str, jax.Array]:
         if self._device is None:
+            for field, column in self.columns.items():
+                check_fits_device(field, column)
             self._device = {
                 k: jax.device_put(v.astype(jax.dtypes.canonicalize_dtype(v.dtype), copy=False))
                 for k, v in self.columns.items()

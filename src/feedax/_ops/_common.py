@@ -46,10 +46,10 @@ def check_probability(owner: str, name: str, p: Any) -> float:
 def check_number(
     owner: str, name: str, value: Any, low: float = -math.inf, high: float = math.inf
 ) -> float:
-    """``value`` as a float in [low, high]."""
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
-    if not ok or not low <= value <= high or math.isnan(value):
-        raise fail(owner, name, f"a number in [{low}, {high}]", value)
+    """``value`` as a finite float in [low, high]."""
+    ok = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+    if not ok or not low <= value <= high or not math.isfinite(value):
+        raise fail(owner, name, f"a finite number in [{low}, {high}]", value)
     return float(value)
 
 

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from feedax._context import BATCH_AXIS, RecordContext
@@ -15,11 +16,19 @@ from feedax._ops._common import full_scale
 
 
 def _per_channel(value: float | Sequence[float], what: str) -> tuple[float, ...]:
-    values = (value,) if isinstance(value, int | float) else tuple(value)
-    if not values or not all(isinstance(v, int | float) for v in values):
+    try:
+        values = np.asarray(value, np.float64).ravel()  # a number, a sequence, an array
+    except (TypeError, ValueError):
+        values = np.zeros(0)
+    if not values.size or isinstance(value, bool | str):
         raise OperatorError(
             f"Normalize: {what} must be a number or a sequence of numbers (one per channel), "
             f"got {value!r}."
+        )
+    if not np.isfinite(values).all():
+        raise OperatorError(
+            f"Normalize: {what} must be finite, got {value!r}; NaN or inf would turn every "
+            "pixel into NaN. Give the statistics of your data."
         )
     return tuple(float(v) for v in values)
 
