@@ -152,3 +152,42 @@ def test_rngs_without_the_operators_stream_is_named():
     with pytest.raises(fx.OperatorError, match=r"no stream 'augment'.*it has \['params'\]"):
         fx.RandomFlip(rngs=nnx.Rngs(params=0))
     fx.RandomFlip(rngs=nnx.Rngs(params=0), stream="params")  # the stream it has: fine
+
+
+@pytest.mark.parametrize(
+    ("data", "ops", "error", "match"),
+    [
+        (
+            {"x": np.arange(8, dtype=">i4")},
+            [],
+            fx.PipelineError,
+            r"is >i4 \(not the machine's byte",
+        ),
+        (
+            {"image": np.zeros((4, 0, 8, 3), np.uint8)},
+            [fx.RandomFlip(rngs=nnx.Rngs(augment=0))],
+            fx.OperatorError,
+            r"empty shape \(0, 8, 3\)",
+        ),
+        (
+            {"image": np.zeros((4, 8, 8, 3), bool), "label": np.zeros((4, 3), np.float32)},
+            [fx.MixUp(0.4, rngs=nnx.Rngs(augment=0))],
+            fx.OperatorError,
+            "has dtype bool; mixing blends pixel values",
+        ),
+    ],
+)
+def test_odd_arrays_get_a_feedax_error_with_the_fix(data, ops, error, match):
+    with pytest.raises(error, match=match):
+        fx.Pipeline(fx.ArraySource(data), batch_size=2, operators=ops)
+
+
+@pytest.mark.parametrize("on_device", [False, True])
+def test_nan_in_a_float_field_is_caught_on_the_first_batch(on_device):
+    images = np.zeros((8, 4, 4, 3), np.float32)
+    images[2, 1, 1, 0] = np.nan
+    source = fx.ArraySource({"image": images}, on_device=on_device)
+    flip = fx.RandomFlip(rngs=nnx.Rngs(augment=0))
+    pipe = fx.Pipeline(source, [flip], batch_size=4)
+    with pytest.raises(fx.PipelineError, match=r"'image' of (record index|row) 2 holds NaN or inf"):
+        next(iter(pipe))

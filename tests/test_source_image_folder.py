@@ -58,6 +58,19 @@ def test_center_crop_and_resize_match_pillow(tmp_path):
     assert gray.shape == (8, 8, 1) and gray.dtype == np.uint8
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+def test_a_16_bit_png_is_scaled_to_8_bits_not_saturated(tmp_path, channels):
+    levels = (np.arange(12 * 16).reshape(12, 16) * 341).astype(np.uint16)  # 0..65131
+    Image.fromarray(levels).save(tmp_path / "deep.png")
+    decode = fx.DecodeImage((12, 16), field="p", channels=channels)
+    out = decode({"p": str(tmp_path / "deep.png")}, None)["image"]
+    expected = np.round(levels / 257.0).astype(np.uint8)
+    assert out.shape == (12, 16, channels)
+    for c in range(channels):
+        np.testing.assert_array_equal(out[..., c], expected)
+    assert (out == 255).mean() < 0.01
+
+
 def test_jpeg_with_simplejpeg_and_with_pillow_fallback(tmp_path, monkeypatch):
     image = np.zeros((96, 128, 3), np.uint8)
     image[..., 0] = 200

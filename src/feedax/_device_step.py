@@ -14,7 +14,7 @@ from flax import nnx
 from feedax._apply import AnyOperator, BoundOperators
 from feedax._order import round_keys
 from feedax._placement import DeviceData, replicated
-from feedax._ranges import check_unit_range
+from feedax._ranges import check_values
 from feedax._step import Loaded
 
 Batch = dict[str, jax.Array]
@@ -63,7 +63,7 @@ class DeviceStep:
       sharding: the user's sharding of the batch (None: uncommitted).
       device_sharding: its all-``Auto`` twin, which the program runs on.
       unit_range: (operator, field) pairs whose float values must lie in [0, 1],
-        checked on the first batch.
+        checked on the first batch (with every float field's finiteness).
     """
 
     def __init__(
@@ -84,17 +84,20 @@ class DeviceStep:
             assert self.call is not None
             self.gathered = self.call.gathering(**gather.layout)
         self.with_valid = with_valid
-        self._unchecked = unit_range  # looked at on the first batch, then never
+        self.unit_range = unit_range
+        self._first = True  # the first batch's values are looked at, then never
         self.relabel = sharding if sharding is not device_sharding else None
         self._keys: tuple[int, np.ndarray] = (-1, np.zeros(0, np.uint32))
 
     def __call__(self, loaded: Loaded) -> Batch:
         """The batch of ``loaded``, with the operators applied."""
         step = loaded.step
-        if self._unchecked:
-            held = self.gather.data.columns if self.gather is not None else loaded.fields
-            check_unit_range(self._unchecked, held)
-            self._unchecked = ()
+        if self._first:
+            self._first = False
+            if self.gather is not None:
+                check_values(self.gather.data.columns, None, self.unit_range)
+            else:
+                check_values(loaded.fields, loaded.index, self.unit_range)
         if self.gathered is not None:
             assert self.gather is not None
             if self._keys[0] != step.epoch:

@@ -124,6 +124,12 @@ class Operator(nnx.Module, abc.ABC):
                 f"{tuple(x.shape)}. Reshape the source field (images are HWC, e.g. add a "
                 "trailing channel axis to grey images) or point the operator at another field."
             )
+        if self.ranks and 0 in x.shape:
+            raise OperatorError(
+                f"{name}: field {self.field!r} of one record has the empty shape "
+                f"{tuple(x.shape)}; an image needs at least one pixel and channel. Drop such "
+                "records (a filter on their size) or fix the source."
+            )
         kind = _kind(x.dtype)
         if self.kinds and kind not in self.kinds:
             raise OperatorError(

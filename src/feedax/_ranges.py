@@ -3,7 +3,8 @@
 Colour operators clip float images to [0, 1]; fed floats in [0, 255], or images already
 normalised, they would silently clip most pixels. A colour operator after a normaliser is
 an error when the pipeline is built; which (operator, field) pairs read floats is known
-then too, and their values are looked at once per iteration, on its first batch.
+then too, and their values are looked at once per iteration, on its first batch, where
+every float field is also checked for NaN and inf.
 """
 
 from __future__ import annotations
@@ -51,6 +52,31 @@ def check_unit_order(operators: Any) -> None:
         for node in nodes:
             if isinstance(node, Normalize | RunningNormalize):
                 normalised.setdefault(node.field, type(node).__name__)
+
+
+def check_values(
+    arrays: Mapping[str, Any], index: Any, readers: tuple[tuple[str, str], ...]
+) -> None:
+    """The checks of a first batch: finite floats, and [0, 1] where colour rules read.
+
+    ``index``: the rows' record indices (None: unknown, or ``arrays`` are whole on-device
+    columns, where a row is a record index).
+    One reduction per float field, once per iteration.
+    """
+    for field, values in arrays.items():
+        if not jnp.issubdtype(values.dtype, jnp.floating):
+            continue
+        bad = ~jnp.isfinite(values).reshape(len(values), -1).all(axis=1)
+        if bool(bad.any()):
+            row = int(jnp.argmax(bad))
+            where = f"row {row}" if index is None else f"record index {jax.device_get(index)[row]}"
+            raise PipelineError(
+                f"Pipeline: field {field!r} of {where} holds NaN or inf, which "
+                "every operator would spread (a blur or resize smears it over its "
+                "neighbours). Fix or drop such records at the source (a filter, or a host "
+                "stage that checks np.isfinite)."
+            )
+    check_unit_range(readers, arrays)
 
 
 def check_unit_range(readers: tuple[tuple[str, str], ...], arrays: Mapping[str, Any]) -> None:

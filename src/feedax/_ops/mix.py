@@ -139,6 +139,11 @@ class _Mix(RandomBatchOperator):
                 f"{name}: field {self.field!r} must be a batch of HWC images (rank 4), got "
                 f"shape {tuple(x.shape)}."
             )
+        if not (jnp.issubdtype(x.dtype, jnp.integer) or jnp.issubdtype(x.dtype, jnp.floating)):
+            raise OperatorError(
+                f"{name}: field {self.field!r} has dtype {x.dtype}; mixing blends pixel values, "
+                "so it needs integer or float images. Convert the field (e.g. masks to uint8)."
+            )
         return x, y
 
     def _draws(self, ctx: RecordContext) -> tuple[jax.Array, jax.Array]:

@@ -155,7 +155,10 @@ class DecodeImage:
             from PIL import Image
 
             with Image.open(io.BytesIO(data)) as img:
-                array = np.asarray(img.convert("L" if self.channels == 1 else "RGB"))
+                if img.mode.startswith("I"):  # 16-bit grey: PIL's convert would saturate
+                    array = _eight_bit(np.asarray(img), self.channels)
+                else:
+                    array = np.asarray(img.convert("L" if self.channels == 1 else "RGB"))
         if array.ndim == 2:
             array = array[:, :, None]
         return self._fit(array)
@@ -178,3 +181,9 @@ class DecodeImage:
             resized = resized[:, :, None]
         top, left = (new_h - height) // 2, (new_w - width) // 2
         return np.ascontiguousarray(resized[top : top + height, left : left + width])
+
+
+def _eight_bit(levels: np.ndarray, channels: int) -> np.ndarray:
+    """A 16-bit grey image as uint8, ``round(x * 255 / 65535)``, with ``channels`` channels."""
+    grey = np.clip(np.round(levels.astype(np.float64) / 257.0), 0, 255).astype(np.uint8)
+    return grey if channels == 1 else np.repeat(grey[:, :, None], 3, axis=2)
