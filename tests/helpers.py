@@ -55,6 +55,19 @@ def first_batches(pipe: fx.Pipeline, k: int) -> list[dict[str, np.ndarray]]:
     return [host(next(it)) for _ in range(k)]
 
 
+def check_resume_at_steps(make: Callable[[], fx.Pipeline], steps: range) -> None:
+    """A fresh pipeline given the state after each of ``steps`` batches continues exactly."""
+    reference = first_batches(make(), steps.stop + 1)
+    for k in steps:
+        partial = make()
+        first_batches(partial, k)
+        fresh = make()
+        nnx.update(fresh, nnx.clone(nnx.state(partial)))
+        for expected, got in zip(reference[k : k + 2], first_batches(fresh, 2), strict=True):
+            for field in expected:
+                np.testing.assert_array_equal(expected[field], got[field])
+
+
 def check_skip_and_resume(
     pipeline: Callable[[], fx.Pipeline],
     *,

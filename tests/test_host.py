@@ -192,3 +192,55 @@ def test_sharded_host_stage_stream_equals_unsharded(workers, backend):
     for e, g in zip(first_batches(pipeline(workers=0), 7), first_batches(sharded, 7), strict=True):
         for k in e:
             np.testing.assert_array_equal(e[k], g[k], err_msg=k)
+
+
+def _children(pid):
+    """The pids of the processes whose parent is ``pid`` (from /proc)."""
+    import pathlib
+
+    found = []
+    for status in pathlib.Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines())
+        except (OSError, ValueError):
+            continue
+        if fields.get("PPid", "").strip() == str(pid):
+            found.append(int(status.parent.name))
+    return found
+
+
+def test_process_workers_exit_when_their_parent_is_killed():
+    import os
+    import pathlib
+    import signal
+    import subprocess
+    import sys
+
+    here = pathlib.Path(__file__).parent
+    env = {**os.environ, "PYTHONPATH": f"{here}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    parent = subprocess.Popen(
+        [sys.executable, str(here / "orphan_parent.py")], stdout=subprocess.PIPE, env=env
+    )
+    try:
+        assert parent.stdout.readline().decode().strip() == "ready"
+        workers = _children(parent.pid)
+        assert len(workers) >= 2, f"the parent's children are {workers}"
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=30)
+
+    def alive(pid):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        status = pathlib.Path(f"/proc/{pid}/status")
+        return status.exists() and "zombie" not in status.read_text()
+
+    deadline = time.monotonic() + 20
+    while any(alive(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [p for p in workers if alive(p)]
+    for pid in left:  # clean up what this test started, then fail
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"workers {left} outlived their killed parent"

@@ -11,6 +11,8 @@ import multiprocessing as mp
 import os
 import pickle
 import tempfile
+import threading
+import time
 from collections.abc import Iterator, Mapping
 from multiprocessing import shared_memory
 from typing import Any, TypeVar
@@ -162,7 +164,7 @@ class HostExecutor:
                 stage.workers,
                 mp_context=context,
                 initializer=_init_worker,
-                initargs=(self._payload, self._started),
+                initargs=(self._payload, self._started, os.getpid()),
             )
 
     def _alloc(self, n: int) -> tuple[dict[str, np.ndarray] | None, Any]:
@@ -285,12 +287,30 @@ def _views(shm: shared_memory.SharedMemory, layout: list[Any]) -> dict[str, np.n
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(payload: str, started: Any) -> None:
+def _init_worker(payload: str, started: Any, parent: int) -> None:
+    _exit_with_parent(parent)
     with open(payload, "rb") as file:
         source, fn, spec = pickle.load(file)
     _WORKER.update(source=source, fn=fn, spec=spec, shm={})
     with started.get_lock():
         started.value += 1
+
+
+def _exit_with_parent(parent: int, every: float = 0.5) -> None:
+    """Ends this worker once its parent is gone (killed by OOM or preemption, say).
+
+    A parent that dies without cleaning up leaves its workers to the init process; each
+    worker notices within ``every`` seconds and exits, so restarts do not pile them up.
+    (The kernel's parent-death signal is not used: it fires when the *thread* that
+    started the worker ends, which a read-ahead thread does at every epoch.)
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="feedax-parent-watch").start()
 
 
 def _fill_shared(

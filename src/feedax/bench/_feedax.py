@@ -161,14 +161,7 @@ def _tokens_pipeline(data: Bundle, cfg: TokensConfig) -> Any:
     import feedax as fx
 
     source = fx.TokenSource(data["tokens"], data["offsets"])
-    return fx.Pipeline(
-        source,
-        batch_size=cfg.batch_size,
-        shuffle=cfg.shuffle,
-        seed=cfg.seed,
-        drop_remainder=True,
-        pack=fx.Pack(cfg.row_len, targets=False),
-    )
+    return _packing(source, cfg, fx.Pack(cfg.row_len, targets=False))
 
 
 def restore_w3(data: Bundle, cfg: TokensConfig, after: int = 100) -> float:
@@ -235,6 +228,14 @@ def _tokenizer(data: Bundle) -> Any:
 def _text_pipeline(source: Any, cfg: TextConfig, field: str, host: Any = None) -> Any:
     import feedax as fx
 
+    pack = fx.Pack(cfg.row_len, field=field, targets=False, long="truncate")
+    return _packing(source, cfg, pack, host)
+
+
+def _packing(source: Any, cfg: TokensConfig | TextConfig, pack: Any, host: Any = None) -> Any:
+    """A shuffled packing pipeline of W3 / W4."""
+    import feedax as fx
+
     return fx.Pipeline(
         source,
         batch_size=cfg.batch_size,
@@ -242,5 +243,5 @@ def _text_pipeline(source: Any, cfg: TextConfig, field: str, host: Any = None) -
         seed=cfg.seed,
         drop_remainder=True,
         host=host,
-        pack=fx.Pack(cfg.row_len, field=field, targets=False, long="truncate"),
+        pack=pack,
     )

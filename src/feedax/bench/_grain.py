@@ -154,9 +154,13 @@ def w3(data: Bundle, cfg: TokensConfig) -> Iterator[dict[str, Any]]:
 
 def first_fit(data: Bundle, cfg: TokensConfig, options: Any) -> Iterator[dict[str, Any]]:
     """W3's first-fit pipeline, reading with ``options`` (``grain.ReadOptions``)."""
-    ds = _map_source(_Records(data, "w3"), cfg).to_iter_dataset(options)
+    return _pack_first_fit(_map_source(_Records(data, "w3"), cfg), cfg, options)
+
+
+def _pack_first_fit(ds: Any, cfg: TokensConfig | TextConfig, options: Any) -> Any:
+    """Records of ``{"tokens"}`` packed first fit into ``batch_size`` bins, batched."""
     ds = grain.experimental.FirstFitPackIterDataset(
-        ds,
+        ds.to_iter_dataset(options),
         length_struct={"tokens": cfg.row_len},
         num_packing_bins=cfg.batch_size,
         seed=cfg.seed,
@@ -242,12 +246,4 @@ def w4(data: Bundle, cfg: TextConfig) -> Iterator[dict[str, Any]]:
 def text_first_fit(data: Bundle, cfg: TextConfig, options: Any) -> Iterator[dict[str, Any]]:
     """W4's pipeline, reading with ``options`` (``grain.ReadOptions``)."""
     ds = _map_source(_Lines(data), cfg).map(_Tokenize(data, cfg.row_len))
-    ds = grain.experimental.FirstFitPackIterDataset(
-        ds.to_iter_dataset(options),
-        length_struct={"tokens": cfg.row_len},
-        num_packing_bins=cfg.batch_size,
-        seed=cfg.seed,
-        shuffle_bins=False,
-    )
-    ds = ds.map(_rename_packed).batch(cfg.batch_size, drop_remainder=True)
-    return _finish(ds, cfg.workers)
+    return _pack_first_fit(ds, cfg, options)
