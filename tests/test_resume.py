@@ -68,6 +68,54 @@ def test_checkpoint_errors(tmp_path):
         fx.checkpoint.restore(tmp_path / "missing", pipeline=make_pipeline())
 
 
+def test_saving_over_a_checkpoint_needs_overwrite(tmp_path):
+    pipe, model = make_pipeline(40, batch_size=8), nnx.Linear(3, 2, rngs=nnx.Rngs(0))
+    fx.checkpoint.save(tmp_path / "step", pipeline=pipe, model=model)
+    with pytest.raises(FileExistsError, match=r"already exists.*overwrite=True"):
+        fx.checkpoint.save(tmp_path / "step", pipeline=pipe, model=model)
+    model.kernel[...] = model.kernel[...] + 1.0
+    fx.checkpoint.save(tmp_path / "step", overwrite=True, pipeline=pipe, model=model)
+    again = nnx.Linear(3, 2, rngs=nnx.Rngs(1))
+    fx.checkpoint.restore(tmp_path / "step", pipeline=make_pipeline(40, batch_size=8), model=again)
+    np.testing.assert_array_equal(again.kernel[...], model.kernel[...])
+
+
+def test_a_damaged_checkpoint_is_never_restored_silently(tmp_path):
+    import pathlib
+
+    pipe, model = make_pipeline(40, batch_size=8), nnx.Linear(64, 64, rngs=nnx.Rngs(0))
+    take(iter(pipe), 2)
+    fx.checkpoint.save(tmp_path / "ckpt", pipeline=pipe, model=model)
+    files = [
+        f
+        for f in pathlib.Path(tmp_path / "ckpt").rglob("*")
+        if f.is_file() and f.name != "feedax_digest.json"
+    ]
+    data = max(files, key=lambda f: f.stat().st_size)  # the model's values live here
+    original = data.read_bytes()
+    caught = 0
+    for at in np.linspace(0, len(original) - 1, 24).astype(int):
+        damaged = bytearray(original)
+        damaged[at] ^= 0x40
+        data.write_bytes(bytes(damaged))
+        fresh = nnx.Linear(64, 64, rngs=nnx.Rngs(1))
+        before = np.asarray(fresh.kernel[...]).copy()
+        try:
+            fx.checkpoint.restore(
+                tmp_path / "ckpt", pipeline=make_pipeline(40, batch_size=8), model=fresh
+            )
+        except fx.CheckpointError as error:
+            assert "'model'" in str(error) and "nothing was loaded" in str(error)
+            np.testing.assert_array_equal(fresh.kernel[...], before)  # untouched
+            caught += 1
+        except Exception:  # Orbax noticed the damage itself
+            pass
+        else:  # restored: then it must be exactly what was saved
+            np.testing.assert_array_equal(fresh.kernel[...], model.kernel[...])
+    data.write_bytes(original)
+    assert caught > 0, caught  # some flips pass Orbax unnoticed: the digest catches them
+
+
 def test_state_is_small_and_does_not_grow_with_the_data():
     small = nnx.state(make_pipeline(50, batch_size=8))
     large = nnx.state(make_pipeline(20_000, batch_size=8))

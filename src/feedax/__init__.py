@@ -4,6 +4,7 @@ from feedax import checkpoint, functional
 from feedax._apply import apply_operators
 from feedax._context import BATCH_AXIS, RecordContext
 from feedax._errors import (
+    CheckpointError,
     FeedaxError,
     HostStageError,
     OperatorError,
@@ -142,6 +143,7 @@ __all__ = [
     "Source",
     "SourceError",
     "SpatialOperator",
+    "CheckpointError",
     "StateMismatchError",
     "StreamSource",
     "TextSource",

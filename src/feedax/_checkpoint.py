@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from typing import Any
 
 import jax
+import numpy as np
 from flax import nnx
 
-from feedax._errors import StateMismatchError
+from feedax._errors import CheckpointError, StateMismatchError
 
 
 def _checkpointer() -> Any:
@@ -35,10 +38,20 @@ def save(directory: str | os.PathLike[str], /, *, overwrite: bool = False, **mod
     """
     if not modules:
         raise ValueError("checkpoint.save: nothing to save; pass e.g. pipeline=pipe, model=model.")
+    path = os.path.abspath(directory)
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(
+            f"checkpoint.save: {path!r} already exists. Save each step to its own directory, "
+            "or pass overwrite=True to replace it."
+        )
     state = {name: nnx.state(module) for name, module in modules.items()}
+    digests = {name: digest(tree) for name, tree in state.items()}
     checkpointer = _checkpointer()
-    checkpointer.save(os.path.abspath(directory), state, force=overwrite)
+    checkpointer.save(path, state, force=overwrite)
     checkpointer.wait_until_finished()
+    if jax.process_index() == 0:
+        with open(os.path.join(path, DIGEST_FILE), "w") as file:
+            json.dump({"blake2b": digests}, file)
 
 
 def restore(directory: str | os.PathLike[str], /, **modules: Any) -> None:
@@ -68,8 +81,52 @@ def restore(directory: str | os.PathLike[str], /, **modules: Any) -> None:
         _same_structure(name, module, target[name], saved)
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
     restored = checkpointer.restore(path, abstract)
+    _verify(path, {name: restored[name] for name in modules})
     for name, module in modules.items():
         nnx.update(module, restored[name])
+
+
+DIGEST_FILE = "feedax_digest.json"
+"""Beside Orbax's files: a digest of each saved item, checked on restore."""
+
+
+def digest(tree: Any) -> str | None:
+    """A blake2b digest of a state's leaves: their paths, dtypes, shapes and bytes.
+
+    None if some leaf is not all on this process (a multi-host sharded array), where
+    Orbax's own checks are all there is.
+    """
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    h = hashlib.blake2b(digest_size=16)
+    for path, leaf in leaves:
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            return None
+        if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            leaf = jax.random.key_data(leaf)
+        value = np.asarray(jax.device_get(leaf))
+        h.update(f"{jax.tree_util.keystr(path)}|{value.dtype}|{value.shape}|".encode())
+        h.update(np.ascontiguousarray(value).tobytes())
+    return h.hexdigest()
+
+
+def _verify(path: str, restored: dict[str, Any]) -> None:
+    """Raises ``CheckpointError`` naming each item whose restored values differ from saved."""
+    file = os.path.join(path, DIGEST_FILE)
+    if not os.path.exists(file):  # saved by another tool: nothing to compare with
+        return
+    with open(file) as f:
+        saved = json.load(f)["blake2b"]
+    bad = [
+        name
+        for name, tree in restored.items()
+        if saved.get(name) is not None and (got := digest(tree)) is not None and got != saved[name]
+    ]
+    if bad:
+        raise CheckpointError(
+            f"checkpoint.restore: {path!r} is damaged: the restored {', '.join(map(repr, bad))} "
+            "differ from what was saved (digest mismatch), so nothing was loaded. Restore an "
+            "earlier checkpoint."
+        )
 
 
 def _paths(tree: Any) -> set[str]:

@@ -25,3 +25,7 @@ class StateMismatchError(FeedaxError, ValueError):
 
 class HostStageError(FeedaxError, RuntimeError):
     """A host-stage function failed on a record, returned a bad shape, or its worker died."""
+
+
+class CheckpointError(FeedaxError, ValueError):
+    """A checkpoint whose restored values differ from what was saved (damaged on disk)."""
