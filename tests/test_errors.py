@@ -191,3 +191,12 @@ def test_nan_in_a_float_field_is_caught_on_the_first_batch(on_device):
     pipe = fx.Pipeline(source, [flip], batch_size=4)
     with pytest.raises(fx.PipelineError, match=r"'image' of (record index|row) 2 holds NaN or inf"):
         next(iter(pipe))
+
+
+@pytest.mark.parametrize("on_device", [False, True])
+def test_a_label_outside_one_hots_classes_is_named(on_device):
+    labels = np.array([0, 1, 2, 3, 1, 2, 7, 0])  # record 6 has class 7 of 4
+    source = fx.ArraySource({"label": labels}, on_device=on_device)
+    pipe = fx.Pipeline(source, [fx.Sequential([fx.OneHot(4)])], batch_size=4)  # nested: found
+    with pytest.raises(fx.PipelineError, match=r"record index 6 holds the label 7, outside \[0, 4"):
+        list(pipe.epoch())

@@ -14,7 +14,7 @@ from flax import nnx
 from feedax._apply import AnyOperator, BoundOperators
 from feedax._order import round_keys
 from feedax._placement import DeviceData, replicated
-from feedax._ranges import check_values
+from feedax._ranges import check_labels, check_values
 from feedax._step import Loaded
 
 Batch = dict[str, jax.Array]
@@ -64,6 +64,7 @@ class DeviceStep:
       device_sharding: its all-``Auto`` twin, which the program runs on.
       unit_range: (operator, field) pairs whose float values must lie in [0, 1],
         checked on the first batch (with every float field's finiteness).
+      labels: ``(field, num_classes)`` of OneHot labels, checked in on-device columns.
     """
 
     def __init__(
@@ -75,6 +76,7 @@ class DeviceStep:
         sharding: jax.sharding.Sharding | None,
         device_sharding: jax.sharding.Sharding | None,
         unit_range: tuple[tuple[str, str], ...] = (),
+        labels: tuple[tuple[str, int], ...] = (),
     ):
         # Without operators (packed token rows, say) there is nothing to run per batch.
         self.call = BoundOperators(operators, donate=True) if len(operators) or gather else None
@@ -84,7 +86,7 @@ class DeviceStep:
             assert self.call is not None
             self.gathered = self.call.gathering(**gather.layout)
         self.with_valid = with_valid
-        self.unit_range = unit_range
+        self.unit_range, self.labels = unit_range, labels
         self._first = True  # the first batch's values are looked at, then never
         self.relabel = sharding if sharding is not device_sharding else None
         self._keys: tuple[int, np.ndarray] = (-1, np.zeros(0, np.uint32))
@@ -94,8 +96,11 @@ class DeviceStep:
         step = loaded.step
         if self._first:
             self._first = False
-            if self.gather is not None:
-                check_values(self.gather.data.columns, None, self.unit_range)
+            if self.gather is not None:  # data on the device: its columns, whole, once
+                columns = self.gather.data.columns
+                check_values(columns, None, self.unit_range)
+                held = {f: columns[f] for f, _ in self.labels if f in columns}
+                check_labels(self.labels, jax.device_get(held), None)
             else:
                 check_values(loaded.fields, loaded.index, self.unit_range)
         if self.gathered is not None:

@@ -22,7 +22,7 @@ from feedax._placement import DeviceData, auto_axes, local_rows, replicated
 from feedax._plan import Planner
 from feedax._prefetch import Prefetcher
 from feedax._profile import Profile, StageTimes
-from feedax._ranges import unit_range_fields
+from feedax._ranges import label_ranges, unit_range_fields
 from feedax._read import Placement
 from feedax._skip import SkipLog, record_skips
 from feedax._source import Source
@@ -151,7 +151,8 @@ class Pipeline(nnx.Module):
         rows = (0, batch_size) if sharding is None else local_rows(sharding, batch_size)
         uses = bool(self.operators)  # operators read the rows' identities and mask
         masked = uses or drop_remainder is not True
-        self._placement = Placement(batch_size, rows, self._device_sharding, uses, masked)
+        labels = label_ranges(self.operators)
+        self._placement = Placement(batch_size, rows, self._device_sharding, uses, masked, labels)
         spec = record_spec(source, host, pack)
         check_records(source, spec, host, may_pad=drop_remainder is not True)
         self._input_spec = tuple(spec.items())
@@ -365,6 +366,7 @@ class Pipeline(nnx.Module):
             sharding=self.sharding,
             device_sharding=self._device_sharding,
             unit_range=unit_range_fields(self.operators, dict(self._input_spec)),
+            labels=self._placement.labels,
         )
 
     def _iterate(self, single_epoch: bool, times: StageTimes | None = None) -> Generator[Batch]:

@@ -14,10 +14,12 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from feedax._errors import PipelineError
 from feedax._operator import Operator
+from feedax._ops.label import OneHot
 from feedax._ops.normalize import Normalize, RunningNormalize
 
 SLACK = 1e-3
@@ -34,6 +36,38 @@ def unit_range_fields(operators: Any, spec: Mapping[str, Any]) -> tuple[tuple[st
         if dtype is not None and jnp.issubdtype(dtype, jnp.floating):
             found[(type(node).__name__, node.field)] = None
     return tuple(found)
+
+
+def label_ranges(operators: Any) -> tuple[tuple[str, int], ...]:
+    """``(field, num_classes)`` of each OneHot, nested ones too: labels must lie in range."""
+    found = {
+        (node.field, node.num_classes): None
+        for _, node in nnx.iter_graph(operators)
+        if isinstance(node, OneHot)
+    }
+    return tuple(found)
+
+
+def check_labels(
+    labels: tuple[tuple[str, int], ...], arrays: Mapping[str, Any], index: Any
+) -> None:
+    """Raises if a label a OneHot reads lies outside ``[0, num_classes)`` (an all-zero row).
+
+    ``index``: the rows' record indices (None: a row is the record index).
+    """
+    for field, classes in labels:
+        if field not in arrays:
+            continue
+        values = np.asarray(arrays[field])
+        bad = (values < 0) | (values >= classes)
+        if bad.any():
+            row = int(np.flatnonzero(bad.ravel())[0])
+            record = row if index is None else int(np.asarray(index)[row])
+            raise PipelineError(
+                f"Pipeline: field {field!r} of record index {record} holds the label "
+                f"{values.ravel()[row]}, outside [0, {classes}) of OneHot({classes}), which "
+                "would give an all-zero row. Fix the label, or num_classes."
+            )
 
 
 def check_unit_order(operators: Any) -> None:

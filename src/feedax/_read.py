@@ -12,6 +12,7 @@ import numpy as np
 
 from feedax._dtypes import check_fits_device
 from feedax._host import HostMap
+from feedax._ranges import check_labels
 from feedax._step import Loaded, Step
 from feedax._workers import HostExecutor, read_or_explain
 
@@ -29,6 +30,8 @@ class Placement:
         device, uncommitted.
       identities: also transfer the rows' record indices and epochs (operators need them).
       masks: also transfer the valid mask (operators or the ``"valid"`` field need it).
+      labels: ``(field, num_classes)`` whose values must lie in range (a OneHot reads them),
+        checked on the host for every batch (a comparison over one value per row).
     """
 
     batch_size: int
@@ -36,6 +39,7 @@ class Placement:
     sharding: jax.sharding.Sharding | None
     identities: bool = True
     masks: bool = True
+    labels: tuple[tuple[str, int], ...] = ()
 
     def put(self, step: Step, records: dict[str, np.ndarray], read: float) -> Loaded:
         """``records`` (this process's rows of ``step``) on the devices, with their identities."""
@@ -44,6 +48,7 @@ class Placement:
         assert step.indices is not None
         for field, values in records.items():
             check_fits_device(field, values)
+        check_labels(self.labels, records, step.indices[lo:hi])
         arrays: dict[str, Any] = {"fields": records}
         if self.identities:
             arrays["index"] = step.indices[lo:hi].astype(np.int32)

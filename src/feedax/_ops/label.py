@@ -16,8 +16,10 @@ from feedax._ops._common import check_int, check_number, fail
 class OneHot(Operator):
     """An integer class label -> a one-hot float vector of length ``num_classes``.
 
-    Labels outside ``[0, num_classes)`` give an all-zero vector. MixUp, CutMix and
-    LabelSmoothing need one-hot labels: put ``OneHot`` before them.
+    A pipeline checks every batch's labels on the host (one comparison per row) and
+    raises on one outside ``[0, num_classes)``, naming the record (``jax.nn.one_hot``
+    would give it an all-zero vector). MixUp, CutMix and LabelSmoothing need one-hot
+    labels: put ``OneHot`` before them.
 
     Args:
       num_classes: the number of classes.
