@@ -128,10 +128,12 @@ def test_a_wrong_shape_is_named_with_its_field():
         list(pipe.epoch())
 
 
-def test_a_dead_worker_process_is_reported_not_hung():
-    pipe = pipeline(dies_on_bad, workers=2, backend="process")
+def test_a_dead_worker_process_is_reported_with_its_record_not_hung():
+    pipe = pipeline(dies_on_bad, workers=2, backend="process", batch_size=20)
     start = time.monotonic()
-    with pytest.raises(fx.HostStageError, match="a worker process died while processing records"):
+    with pytest.raises(
+        fx.HostStageError, match=rf"a worker process died processing record index {BAD_INDEX} "
+    ):
         list(pipe.epoch())
     assert time.monotonic() - start < 60
 

@@ -204,8 +204,8 @@ class HostExecutor:
                 raise self._died(indices) from error
         return out, shared, futures
 
-    def _died(self, indices: np.ndarray) -> HostStageError:
-        """The error for a worker process that died, naming the likely cause."""
+    def _died(self, indices: np.ndarray, epoch: int | None = None) -> HostStageError:
+        """The error for a worker process that died, naming the record that killed it."""
         if self._started is not None and self._started.value == 0:
             return HostStageError(
                 f"host stage {self.stage.name!r}: the worker processes died while starting, "
@@ -215,19 +215,52 @@ class HostExecutor:
                 'under `if __name__ == "__main__":` (see the worker\'s traceback above), or '
                 "use backend='thread'."
             )
+        killer = None if epoch is None else self._killer(indices, epoch)
+        if killer is not None:
+            return HostStageError(
+                f"host stage {self.stage.name!r}: a worker process died processing record "
+                f"index {killer} of source {self.source.name!r} (epoch {epoch}; found by "
+                "running the batch's records one by one in a fresh worker). Check the "
+                "function on that record for crashes (or memory exhaustion)."
+            )
         return HostStageError(
             f"host stage {self.stage.name!r}: a worker process died while processing "
-            f"records {indices.tolist()[:16]}... of source {self.source.name!r}. Check the "
-            "function for crashes (or memory exhaustion); try backend='thread'."
+            f"records {indices.tolist()} of source {self.source.name!r} (a fresh worker "
+            "ran each of them alone without dying: memory exhaustion?). Check the function "
+            "for crashes; try backend='thread'."
         )
 
-    def _collect(self, indices: np.ndarray, submitted: tuple[Any, Any, list[Any]]) -> HostRecord:
+    def _killer(self, indices: np.ndarray, epoch: int) -> int | None:
+        """The record whose processing kills a fresh worker, tried one by one; None if none."""
+        if self._payload is None:
+            return None
+        context = mp.get_context("spawn")
+        initargs = (self._payload, context.Value("i", 0), os.getpid())
+        with cf.ProcessPoolExecutor(
+            1, mp_context=context, initializer=_init_worker, initargs=initargs
+        ) as pool:
+            for index in indices.tolist():
+                _, (shm, layout) = self._alloc(1)
+                args = (np.array([index]), epoch, self.training, self.seed, self.skip)
+                try:
+                    pool.submit(_fill_shared, shm.name, layout, range(1), *args).result()
+                except cf.process.BrokenProcessPool:
+                    return int(index)
+                except Exception:  # an ordinary failure: not what killed the worker
+                    pass
+                finally:
+                    self._release(shm)
+        return None
+
+    def _collect(
+        self, indices: np.ndarray, epoch: int, submitted: tuple[Any, Any, list[Any]]
+    ) -> HostRecord:
         out, shared, futures = submitted
         try:
             for future in futures:
                 future() if isinstance(future, functools.partial) else future.result()
         except cf.process.BrokenProcessPool as error:
-            raise self._died(indices) from error
+            raise self._died(indices, epoch) from error
         finally:
             for future in futures:
                 if isinstance(future, cf.Future):
@@ -247,18 +280,18 @@ class HostExecutor:
 
     def map(self, items: Iterator[tuple[T, np.ndarray, int]]) -> Iterator[tuple[T, HostRecord]]:
         """Yields ``(key, batch)`` for each ``(key, indices, epoch)``, in order."""
-        pending: collections.deque[tuple[T, np.ndarray, Any]] = collections.deque()
+        pending: collections.deque[tuple[T, np.ndarray, int, Any]] = collections.deque()
         try:
             for key, indices, epoch in items:
-                pending.append((key, indices, self._submit(indices, epoch)))
+                pending.append((key, indices, epoch, self._submit(indices, epoch)))
                 if len(pending) >= self.read_ahead:
-                    key0, indices0, submitted = pending.popleft()
-                    yield key0, self._collect(indices0, submitted)
+                    key0, indices0, epoch0, submitted = pending.popleft()
+                    yield key0, self._collect(indices0, epoch0, submitted)
             while pending:
-                key0, indices0, submitted = pending.popleft()
-                yield key0, self._collect(indices0, submitted)
+                key0, indices0, epoch0, submitted = pending.popleft()
+                yield key0, self._collect(indices0, epoch0, submitted)
         finally:
-            for _, _, (_, _, futures) in pending:
+            for _, _, _, (_, _, futures) in pending:
                 for future in futures:
                     if isinstance(future, cf.Future):
                         future.cancel()
