@@ -246,3 +246,18 @@ def test_process_workers_exit_when_their_parent_is_killed():
     for pid in left:  # clean up what this test started, then fail
         os.kill(pid, signal.SIGKILL)
     assert not left, f"workers {left} outlived their killed parent"
+
+
+def test_process_workers_are_kept_across_epochs():
+    pipe = pipeline(workers=2, backend="process")
+    first = [host(b) for b in pipe.epoch()]
+    executor = pipe._feed.reader._executor
+    workers = set(executor._pool._processes)
+    second = [host(b) for b in pipe.epoch()]
+    assert executor._pool is not None and set(executor._pool._processes) == workers
+    assert len(first) == len(second) and not all(
+        np.array_equal(a["image"], b["image"]) for a, b in zip(first, second, strict=True)
+    )
+    pipe.eval()  # a new mode reaches the kept workers
+    assert all((b["jitter"] == -1).all() for b in map(host, pipe.epoch()))
+    assert set(executor._pool._processes) == workers

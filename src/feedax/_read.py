@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import weakref
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -98,17 +99,26 @@ class HostReader:
         self.spec = spec
         self.placement = placement
         self.read_ahead = read_ahead
+        self._executor: HostExecutor | None = None
 
     def load(self, steps: Iterator[Step]) -> Iterator[Loaded]:
-        """The loaded steps, in order."""
+        """The loaded steps, in order.
+
+        The host stage's workers are started once and kept for the pipeline's next
+        iterations (epochs); they stop when the pipeline is garbage collected.
+        """
         lo, hi = self.placement.rows
         requests = ((step, step.indices[lo:hi], step.epoch) for step in steps)  # type: ignore[index]
         done: Iterator[tuple[Step, dict[str, np.ndarray]]]
         if self.host is None:
             done = ((step, read_or_explain(self.source, rows)) for step, rows, _ in requests)
         else:
-            executor = HostExecutor(self.host, self.source, self.spec, read_ahead=self.read_ahead)
-            done = executor.map(requests)
+            if self._executor is None:
+                self._executor = HostExecutor(
+                    self.host, self.source, self.spec, read_ahead=self.read_ahead, keep=True
+                )
+                weakref.finalize(self, self._executor.close)
+            done = self._executor.map(requests)
         for step, records in done:
             yield self.placement.put(step, records, read=time.perf_counter() - step.began)
 

@@ -133,11 +133,19 @@ class HostExecutor:
     """
 
     def __init__(
-        self, stage: HostMap, source: Any, spec: Spec, *, read_ahead: int, skip: bool = False
+        self,
+        stage: HostMap,
+        source: Any,
+        spec: Spec,
+        *,
+        read_ahead: int,
+        skip: bool = False,
+        keep: bool = False,
     ):
         self.stage = stage
         self.source = source
         self.skip = skip
+        self.keep = keep
         self.spec = dict(spec)
         if skip:
             self.spec[OK] = jax.ShapeDtypeStruct((), np.dtype(bool))
@@ -148,6 +156,12 @@ class HostExecutor:
         self._started: Any = None  # process workers that finished starting
         self._payload: str | None = None  # the file process workers load their work from
         self._shm: list[shared_memory.SharedMemory] = []
+
+    def _start(self) -> None:
+        """Starts the workers, unless they run already (kept from an earlier ``map``)."""
+        stage, source = self.stage, self.source
+        if self._pool is not None:
+            return
         if stage.workers and stage.backend == "thread":
             self._pool = cf.ThreadPoolExecutor(stage.workers, thread_name_prefix="feedax-host")
         elif stage.workers:
@@ -279,8 +293,15 @@ class HostExecutor:
         shm.unlink()
 
     def map(self, items: Iterator[tuple[T, np.ndarray, int]]) -> Iterator[tuple[T, HostRecord]]:
-        """Yields ``(key, batch)`` for each ``(key, indices, epoch)``, in order."""
+        """Yields ``(key, batch)`` for each ``(key, indices, epoch)``, in order.
+
+        With ``keep`` the workers outlive the call (the next ``map``, say the next epoch,
+        reuses them) unless it ends in an error; otherwise they stop with it.
+        """
+        self.training = not self.stage.deterministic  # the mode of this iteration
+        self._start()
         pending: collections.deque[tuple[T, np.ndarray, int, Any]] = collections.deque()
+        failed = True
         try:
             for key, indices, epoch in items:
                 pending.append((key, indices, epoch, self._submit(indices, epoch)))
@@ -290,12 +311,21 @@ class HostExecutor:
             while pending:
                 key0, indices0, epoch0, submitted = pending.popleft()
                 yield key0, self._collect(indices0, epoch0, submitted)
+            failed = False
+        except GeneratorExit:  # the consumer stopped early (a finished epoch, a break)
+            failed = False
+            raise
         finally:
-            for _, _, _, (_, _, futures) in pending:
+            for _, _, _, (_, shared, futures) in pending:
                 for future in futures:
                     if isinstance(future, cf.Future):
                         future.cancel()
-            self.close()
+                        with contextlib.suppress(Exception):  # its error is not this one's
+                            future.result()  # let a running one finish before its memory goes
+                if shared is not None and shared[0] in self._shm:
+                    self._release(shared[0])  # only this call's blocks
+            if failed or not self.keep:
+                self.close()
 
     def close(self) -> None:
         """Stops the workers and frees shared memory."""
