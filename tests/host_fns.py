@@ -59,3 +59,13 @@ def interrupted_on_bad(record, ctx):
     if ctx.index == BAD_INDEX:
         raise KeyboardInterrupt
     return decode(record, ctx)
+
+
+def fails_on_the_first_two(record, ctx):
+    if ctx.index in (0, 1):
+        raise ValueError("corrupt payload")
+    return decode(record, ctx)
+
+
+def always_fails(record, ctx):
+    raise ValueError("corrupt payload")

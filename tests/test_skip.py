@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from flax import nnx
 from helpers import host
-from host_fns import BAD, fails_on_several, raw_records
+from host_fns import BAD, always_fails, fails_on_several, fails_on_the_first_two, raw_records
 
 import feedax as fx
 
@@ -149,3 +149,23 @@ def test_skip_policy_arguments_are_validated():
         fx.Pipeline(
             fx.ArraySource({"x": np.arange(10)}, on_device=True), batch_size=2, on_error="skip"
         )
+
+
+def test_a_skip_pipeline_builds_when_its_first_records_are_bad():
+    def make(fn, on_error="skip"):
+        return fx.Pipeline(
+            fx.ArraySource(raw_records(N), name="raw"),
+            batch_size=8,
+            drop_remainder=False,
+            host=fx.HostMap(fn),
+            on_error=on_error,
+            max_skip_fraction=0.1,
+        )
+
+    pipe = make(fails_on_the_first_two)
+    ids = np.concatenate([b["id"][b["valid"]] for b in epoch_batches(pipe)])
+    assert sorted(ids.tolist()) == list(range(2, N)) and sorted(pipe.skipped_indices) == [0, 1]
+    with pytest.raises(fx.HostStageError, match="failed on record index 0"):
+        make(fails_on_the_first_two, on_error="raise")
+    with pytest.raises(fx.HostStageError, match=f"failed on each of the first {N} records"):
+        make(always_fails)

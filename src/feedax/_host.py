@@ -108,12 +108,30 @@ class HostMap(nnx.Module):
         data = np.asarray(jax.random.key_data(self.stream_key[...])).ravel()
         return int(data[0]) << 32 | int(data[-1])
 
-    def output_spec(self, source: Any) -> dict[str, jax.ShapeDtypeStruct]:
-        """Runs ``fn`` on record 0 and returns the shapes and dtypes it produces."""
-        record = first_record(source)
-        ctx = HostContext(0, 0, not self.deterministic, self.seed())
-        out = call_host_fn(self.fn, record, ctx, source_name=source.name)
-        return {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in out.items()}
+    def output_spec(self, source: Any, *, tries: int = 1) -> dict[str, jax.ShapeDtypeStruct]:
+        """Runs ``fn`` on record 0 and returns the shapes and dtypes it produces.
+
+        With ``tries > 1`` (a pipeline that skips bad records) a record that fails is
+        passed over for the next one, up to ``tries`` records.
+        """
+        indexed = not hasattr(source, "first_record")  # streams give their first record only
+        for index in range(min(tries, len(source)) if indexed else 1):
+            record = first_record(source) if not indexed else _record(source, index)
+            ctx = HostContext(0, index, not self.deterministic, self.seed())
+            try:
+                out = call_host_fn(self.fn, record, ctx, source_name=source.name)
+            except HostStageError as error:
+                if index + 1 >= min(tries, len(source)) or not indexed:
+                    if tries > 1:
+                        raise HostStageError(
+                            f"host stage {self.name!r} failed on each of the first {index + 1} "
+                            f"records of source {source.name!r}, so the shapes of its "
+                            f"output are unknown; the last: {error}"
+                        ) from error
+                    raise
+                continue
+            return {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in out.items()}
+        raise HostStageError(f"host stage {self.name!r}: source {source.name!r} is empty.")
 
 
 class Mapped:
@@ -155,6 +173,11 @@ class Mapped:
             for field in self.fields:
                 out[field][j] = result[field]
         return out
+
+
+def _record(source: Any, index: int) -> dict[str, Any]:
+    batch = source.read(np.array([index], np.int64))
+    return {k: v[0] for k, v in batch.items()}
 
 
 def first_record(source: Any) -> dict[str, Any]:

@@ -153,7 +153,7 @@ class Pipeline(nnx.Module):
         masked = uses or drop_remainder is not True
         labels = label_ranges(self.operators)
         self._placement = Placement(batch_size, rows, self._device_sharding, uses, masked, labels)
-        spec = record_spec(source, host, pack)
+        spec = record_spec(source, host, pack, skip=on_error == "skip")
         check_records(source, spec, host, may_pad=drop_remainder is not True)
         self._input_spec = tuple(spec.items())
         self.deterministic = False  # the pipeline's own mode, set by train() / eval()

@@ -140,12 +140,18 @@ def _check_pack(source: Any, pack: Any, host: Any, on_error: str) -> None:
         )
 
 
-def record_spec(source: Any, host: Any, pack: Any) -> Spec:
-    """What reaches the operators: the source's records, the host stage's, or packed rows."""
+def record_spec(source: Any, host: Any, pack: Any, skip: bool = False) -> Spec:
+    """What reaches the operators: the source's records, the host stage's, or packed rows.
+
+    ``skip``: bad records are skipped, so the host stage's shapes come from the first
+    record it processes (up to 100 are tried).
+    """
     if pack is not None:
         packed = source if host is None else Mapped(source, host, pack.fields)
         return pack.output_spec([packed.element_spec[f].dtype for f in pack.fields])
-    return dict(source.element_spec if host is None else host.output_spec(source))
+    if host is None:
+        return dict(source.element_spec)
+    return dict(host.output_spec(source, tries=100 if skip else 1))
 
 
 def _check_kind(
