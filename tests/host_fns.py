@@ -69,3 +69,11 @@ def fails_on_the_first_two(record, ctx):
 
 def always_fails(record, ctx):
     raise ValueError("corrupt payload")
+
+
+def hangs_on_bad(record, ctx):
+    if ctx.index == BAD_INDEX:
+        import time
+
+        time.sleep(3600)
+    return decode(record, ctx)

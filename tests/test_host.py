@@ -10,6 +10,7 @@ from host_fns import (
     dies_on_bad,
     exits_on_bad,
     fails_on_bad,
+    hangs_on_bad,
     interrupted_on_bad,
     raw_records,
     wrong_shape_on_bad,
@@ -261,3 +262,15 @@ def test_process_workers_are_kept_across_epochs():
     pipe.eval()  # a new mode reaches the kept workers
     assert all((b["jitter"] == -1).all() for b in map(host, pipe.epoch()))
     assert set(executor._pool._processes) == workers
+
+
+def test_a_stalled_record_times_out_naming_its_batch_and_stops_the_workers():
+    source = fx.ArraySource(raw_records(N), name="raw")
+    stage = fx.HostMap(hangs_on_bad, workers=2, backend="process", timeout=3.0)
+    pipe = fx.Pipeline(source, batch_size=8, host=stage)
+    start = time.monotonic()
+    with pytest.raises(fx.HostStageError, match=rf"took more than 3 s on records \[.*{BAD_INDEX}"):
+        list(pipe.epoch())
+    assert time.monotonic() - start < 40
+    with pytest.raises(fx.PipelineError, match="timeout must be None or > 0"):
+        fx.HostMap(decode, timeout=0)

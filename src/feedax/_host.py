@@ -62,6 +62,10 @@ class HostMap(nnx.Module):
       backend: ``"thread"`` or ``"process"``.
       rngs: for random host work: the stage draws its seed from ``rngs[stream]``.
       stream: the stream name in ``rngs``.
+      timeout: seconds a batch's records may take once the pipeline waits for them
+        (with ``workers >= 1``), after which ``HostStageError`` names them and the workers
+        are stopped: a stalled read or a deadlocked decoder ends the job instead of
+        hanging it. None: no limit.
 
     Example:
       >>> import numpy as np, feedax as fx
@@ -82,6 +86,7 @@ class HostMap(nnx.Module):
         backend: Literal["thread", "process"] = "thread",
         rngs: nnx.Rngs | None = None,
         stream: str = "augment",
+        timeout: float | None = 600.0,
     ):
         if not callable(fn):
             raise PipelineError(f"HostMap: fn must be callable, got {type(fn).__name__}.")
@@ -90,9 +95,14 @@ class HostMap(nnx.Module):
         workers = min(os.cpu_count() or 1, 8) if workers is None else workers
         if not isinstance(workers, int) or workers < 0:
             raise PipelineError(f"HostMap: workers must be an int >= 0, got {workers!r}.")
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
+        ):
+            raise PipelineError(f"HostMap: timeout must be None or > 0 seconds, got {timeout!r}.")
         self.fn = fn
         self.workers = workers
         self.backend = backend
+        self.timeout = None if timeout is None else float(timeout)
         self.deterministic = False
         self.stream_key = None if rngs is None else nnx.RngKey(rngs[stream]())
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import queue
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from typing import Any, Generic, TypeVar, cast
@@ -91,13 +92,18 @@ class Prefetcher(Generic[T]):
             raise StopIteration
         return cast(T, item)
 
-    def close(self) -> None:
-        """Stops the producer thread and drops what it had read ahead."""
+    def close(self, wait: float = 10.0) -> None:
+        """Stops the producer thread and drops what it had read ahead.
+
+        Waits at most ``wait`` seconds for the producer: one stuck inside a host function
+        is left behind (a daemon thread), so Ctrl-C or an error still ends the iteration.
+        """
         self._stop.set()
         if self._thread is None:
             self._close_items()
         elif self._thread is not threading.current_thread():
-            while self._thread.is_alive():
+            deadline = time.monotonic() + wait
+            while self._thread.is_alive() and time.monotonic() < deadline:
                 try:
                     self._queue.get_nowait()
                 except queue.Empty:

@@ -270,11 +270,25 @@ class HostExecutor:
         self, indices: np.ndarray, epoch: int, submitted: tuple[Any, Any, list[Any]]
     ) -> HostRecord:
         out, shared, futures = submitted
+        limit = self.stage.timeout
+        deadline = None if limit is None else time.monotonic() + limit
         try:
             for future in futures:
-                future() if isinstance(future, functools.partial) else future.result()
+                if isinstance(future, functools.partial):
+                    future()
+                    continue
+                left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+                future.result(timeout=left)
         except cf.process.BrokenProcessPool as error:
             raise self._died(indices, epoch) from error
+        except cf.TimeoutError as error:
+            self._abandon()
+            raise HostStageError(
+                f"host stage {self.stage.name!r} took more than {limit:g} s on records "
+                f"{indices.tolist()} of source {self.source.name!r} (epoch {epoch}), so the "
+                "workers were stopped. Find the record that stalls (a read, a decoder), or "
+                "raise HostMap(timeout=...) if such batches are expected."
+            ) from error
         finally:
             for future in futures:
                 if isinstance(future, cf.Future):
@@ -320,12 +334,23 @@ class HostExecutor:
                 for future in futures:
                     if isinstance(future, cf.Future):
                         future.cancel()
-                        with contextlib.suppress(Exception):  # its error is not this one's
-                            future.result()  # let a running one finish before its memory goes
+                        if self._pool is not None:  # not stopped for a stuck record
+                            with contextlib.suppress(Exception):  # its error is not this one's
+                                future.result()  # a running one finishes before its memory goes
                 if shared is not None and shared[0] in self._shm:
                     self._release(shared[0])  # only this call's blocks
             if failed or not self.keep:
                 self.close()
+
+    def _abandon(self) -> None:
+        """Stops workers stuck in a record: processes are killed, threads left behind."""
+        pool, self._pool = self._pool, None
+        if isinstance(pool, cf.ProcessPoolExecutor):
+            for process in list(getattr(pool, "_processes", {}).values()):
+                with contextlib.suppress(Exception):
+                    process.kill()
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         """Stops the workers and frees shared memory."""
