@@ -124,22 +124,23 @@ class HostMap(nnx.Module):
         With ``tries > 1`` (a pipeline that skips bad records) a record that fails is
         passed over for the next one, up to ``tries`` records.
         """
-        indexed = not hasattr(source, "first_record")  # streams give their first record only
-        for index in range(min(tries, len(source)) if indexed else 1):
-            record = first_record(source) if not indexed else _record(source, index)
+        # A stream gives its first record only.
+        count = 1 if hasattr(source, "first_record") else min(tries, len(source))
+        for index in range(count):
+            record = first_record(source) if index == 0 else _record(source, index)
             ctx = HostContext(0, index, not self.deterministic, self.seed())
             try:
                 out = call_host_fn(self.fn, record, ctx, source_name=source.name)
             except HostStageError as error:
-                if index + 1 >= min(tries, len(source)) or not indexed:
-                    if tries > 1:
-                        raise HostStageError(
-                            f"host stage {self.name!r} failed on each of the first {index + 1} "
-                            f"records of source {source.name!r}, so the shapes of its "
-                            f"output are unknown; the last: {error}"
-                        ) from error
+                if index + 1 < count:
+                    continue
+                if count == 1:
                     raise
-                continue
+                raise HostStageError(
+                    f"host stage {self.name!r} failed on each of the first {count} records of "
+                    f"source {source.name!r}, so the shapes of its output are unknown; the "
+                    f"last: {error}"
+                ) from error
             return {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in out.items()}
         raise HostStageError(f"host stage {self.name!r}: source {source.name!r} is empty.")
 
@@ -194,8 +195,7 @@ def first_record(source: Any) -> dict[str, Any]:
     """Record 0 of ``source`` as field -> value."""
     if hasattr(source, "first_record"):  # streams cannot be read by index
         return source.first_record()
-    batch = source.read(np.zeros(1, np.int64))
-    return {k: v[0] for k, v in batch.items()}
+    return _record(source, 0)
 
 
 def call_host_fn(

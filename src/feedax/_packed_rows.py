@@ -50,14 +50,13 @@ class PackedReader:
     def rows(self, table: np.ndarray, count: int) -> dict[str, np.ndarray]:
         """The fields of ``count`` rows holding the segments of ``table``, for every field."""
         pack, source = self.pack, self.source
-        if not is_token_source(source):  # ragged fields: read the batch's records once
+        flat = is_token_source(source)
+        if not flat:  # ragged fields: read the batch's records once
             docs = np.unique(table[:, DOC])
             records = source.read(docs)
         fields: dict[str, np.ndarray] = {}
         for f, field in enumerate(pack.fields):
-            own = source
-            if not is_token_source(source):
-                own = _Sequences(source.name, field, docs, records[field])
+            own = source if flat else _Sequences(source.name, field, docs, records[field])
             dtype = self.source.element_spec[field].dtype
             fields.update(self._field(field_table(table, f), count, f, own, dtype))
         return fields

@@ -230,7 +230,6 @@ def check_records(source: Any, spec: Spec, host: Any, may_pad: bool) -> None:
                 "pack=fx.Pack(length), or pad/truncate each to one length: "
                 "pack=fx.Pack(length, max_segments=1, long='truncate')."
             )
-    for field, s in spec.items():
         if not s.dtype.isnative:
             raise PipelineError(
                 f"Pipeline: field {field!r} of source {source.name!r} is {s.dtype.str} (not the "

@@ -165,8 +165,7 @@ class HostExecutor:
         if stage.workers and stage.backend == "thread":
             self._pool = cf.ThreadPoolExecutor(stage.workers, thread_name_prefix="feedax-host")
         elif stage.workers:
-            context = mp.get_context("spawn")
-            self._started = context.Value("i", 0)
+            self._started = mp.get_context("spawn").Value("i", 0)
             # The source and function travel in a file, not in the spawn payload: CPython
             # writes that payload while holding the pipe's read end too, so a worker that
             # dies starting (a script without a __main__ guard) would block a large one
@@ -174,12 +173,17 @@ class HostExecutor:
             with tempfile.NamedTemporaryFile("wb", prefix="feedax-", delete=False) as file:
                 pickle.dump((source, stage.fn, self.spec), file)
             self._payload = file.name
-            self._pool = cf.ProcessPoolExecutor(
-                stage.workers,
-                mp_context=context,
-                initializer=_init_worker,
-                initargs=(self._payload, self._started, os.getpid()),
-            )
+            self._pool = self._processes(stage.workers, self._started)
+
+    def _processes(self, workers: int, started: Any) -> cf.ProcessPoolExecutor:
+        """Spawned workers that load the payload file and count themselves in ``started``."""
+        assert self._payload is not None
+        return cf.ProcessPoolExecutor(
+            workers,
+            mp_context=mp.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(self._payload, started, os.getpid()),
+        )
 
     def _alloc(self, n: int) -> tuple[dict[str, np.ndarray] | None, Any]:
         """Output arrays for ``n`` rows, or a shared-memory block for process workers."""
@@ -248,11 +252,7 @@ class HostExecutor:
         """The record whose processing kills a fresh worker, tried one by one; None if none."""
         if self._payload is None:
             return None
-        context = mp.get_context("spawn")
-        initargs = (self._payload, context.Value("i", 0), os.getpid())
-        with cf.ProcessPoolExecutor(
-            1, mp_context=context, initializer=_init_worker, initargs=initargs
-        ) as pool:
+        with self._processes(1, mp.get_context("spawn").Value("i", 0)) as pool:
             for index in indices.tolist():
                 _, (shm, layout) = self._alloc(1)
                 args = (np.array([index]), epoch, self.training, self.seed, self.skip)
