@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
 PYTHON ?= python3
+ARGS ?=
 VENV := .venv
 STAMP := $(VENV)/.installed
 
@@ -23,7 +24,7 @@ test: lint
 	$(VENV)/bin/pytest
 
 bench: $(STAMP)
-	$(VENV)/bin/feedax bench
+	$(VENV)/bin/python -m benchmarks $(ARGS)
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .

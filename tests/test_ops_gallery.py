@@ -2,6 +2,7 @@
 
 import inspect
 
+import pytest
 from flax import nnx
 from ops_reference import quick_compiles  # noqa: F401  (fixture)
 from PIL import Image
@@ -23,7 +24,18 @@ NOT_SHOWN = {  # not images, or shown by another row
 def test_gallery_command_writes_a_png(tmp_path):
     out = tmp_path / "gallery.png"
     assert (
-        main(["gallery", str(out), "--size", "32", "--only", "Invert", "MixUp", "RandomAffine"])
+        main(
+            [
+                "gallery",
+                "--only",
+                "Invert,MixUp",
+                "--only",
+                "RandomAffine",
+                str(out),
+                "--size",
+                "32",
+            ]
+        )
         == 0
     )
     image = Image.open(out)
@@ -33,6 +45,13 @@ def test_gallery_command_writes_a_png(tmp_path):
         4 * cell + gallery.GAP,
     )
     assert main(["gallery", str(out), "--only", "NoSuchOp"]) == 2
+
+
+def test_gallery_only_does_not_swallow_the_output_name(tmp_path, capsys):
+    # nargs="+" used to read "out.png" as one more operator name.
+    with pytest.raises(SystemExit):
+        main(["gallery", "--only", "Invert", "MixUp", str(tmp_path / "out.png")])
+    assert "unrecognized arguments" in capsys.readouterr().err
 
 
 def test_gallery_shows_every_image_operator():

@@ -1,8 +1,8 @@
-"""The ``feedax`` command: ``feedax demo``, ``feedax bench`` and ``feedax gallery``.
+"""The ``feedax`` command: ``feedax demo`` and ``feedax gallery``.
 
 Example:
   $ feedax demo --epochs 5 --out /tmp/demo
-  $ feedax bench --help
+  $ feedax gallery /tmp/ops.png --only Brightness,RandomAffine
 """
 
 from __future__ import annotations
@@ -61,10 +61,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--steps", type=_positive, default=given, help="training steps of --task lm (300)"
     )
-    # No options of its own: everything after "bench" goes to feedax.bench, --help included.
-    commands.add_parser(
-        "bench", add_help=False, help="benchmark feedax against its peers (feedax bench --help)"
-    )
     commands.add_parser(
         "gallery",
         add_help=False,
@@ -89,8 +85,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     args, rest = parser.parse_known_args(argv)
-    if args.command == "bench":
-        return _bench(rest)
     if args.command == "gallery":
         from feedax import gallery
 
@@ -98,19 +92,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return _demo(args)
-
-
-def _bench(argv: list[str]) -> int:
-    try:
-        from feedax import bench
-    except ImportError as error:
-        print(
-            f"feedax bench: cannot import feedax.bench ({error}). "
-            "Install the benchmark extra: pip install 'feedax[bench]'",
-            file=sys.stderr,
-        )
-        return 2
-    return bench.main(argv)
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -2,12 +2,12 @@
 
 Each row is one operator applied to six records (scikit-learn's china and flower
 photographs, alternating, so that MixUp and CutMix have partners), below the originals.
-All operators run in one fused program, each on its own copy of the image field. Needs
-the demo extra (scikit-learn ships the photographs; PIL writes the PNG).
+Each operator runs as its own compiled program, under a progress bar. Needs the demo
+extra (scikit-learn ships the photographs; PIL writes the PNG).
 
 Example:
   $ python -m feedax.gallery /tmp/gallery.png
-  $ python -m feedax.gallery /tmp/few.png --size 64 --only Brightness RandomAffine
+  $ python -m feedax.gallery /tmp/few.png --size 64 --only Brightness,RandomAffine
 """
 
 from __future__ import annotations
@@ -110,22 +110,19 @@ def render(size: int = 128, only: Sequence[str] | None = None, seed: int = 0) ->
             raise ValueError(
                 f"no operator matches {list(only)}; names: {list(_gallery_ops(nnx.Rngs(0)))}"
             )
+    from tqdm.auto import tqdm
+
     images = photographs(size)
     scale = size / 128
-    batch: dict[str, Any] = {}
-    ops = []
-    for i, (name, make) in enumerate(factories.items()):
-        field = f"op{i}"
-        batch[field] = jnp.asarray(images)
-        if name.startswith(("MixUp", "CutMix")):
-            batch[f"{field}_label"] = jnp.eye(RECORDS)
-        if scale != 1 and name.startswith(("RandomCrop", "RandomResizedCrop", "Cutout")):
-            make = _scaled(name, field, size, nnx.Rngs(augment=seed))
-        ops.append(make(field))
-    out = fx.apply_operators(ops, batch, indices=np.arange(RECORDS), epoch=0)
     shown = {"original": images}
-    for i, name in enumerate(factories):
-        x = np.asarray(out[f"op{i}"])
+    for name, make in tqdm(factories.items(), desc="gallery", unit="op", delay=1.0):
+        batch: dict[str, Any] = {"image": jnp.asarray(images)}
+        if name.startswith(("MixUp", "CutMix")):
+            batch["image_label"] = jnp.eye(RECORDS)
+        if scale != 1 and name.startswith(("RandomCrop", "RandomResizedCrop", "Cutout")):
+            make = _scaled(name, size, nnx.Rngs(augment=seed))
+        out = fx.apply_operators([make("image")], batch, indices=np.arange(RECORDS), epoch=0)
+        x = np.asarray(out["image"])
         if x.dtype != np.uint8:  # float output: rescale each image to the full range
             lo = x.min(axis=(1, 2, 3), keepdims=True)
             hi = x.max(axis=(1, 2, 3), keepdims=True)
@@ -134,7 +131,7 @@ def render(size: int = 128, only: Sequence[str] | None = None, seed: int = 0) ->
     return shown
 
 
-def _scaled(name: str, field: str, size: int, rngs: nnx.Rngs) -> Callable[[str], Any]:
+def _scaled(name: str, size: int, rngs: nnx.Rngs) -> Callable[[str], Any]:
     """The size-dependent operators, for a gallery of another image size."""
     if name.startswith("RandomCrop"):
         return lambda f: fx.RandomCrop(
@@ -187,10 +184,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("out", help="the PNG to write")
     parser.add_argument("--size", type=int, default=128, help="image side in pixels (128)")
-    parser.add_argument("--only", nargs="+", help="operators whose names start with these")
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="NAMES",
+        help="comma-separated operator name prefixes, e.g. --only Brightness,RandomAffine "
+        "(repeatable)",
+    )
     args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
+    only = [n.strip() for group in args.only or () for n in group.split(",") if n.strip()]
     try:
-        path = write_gallery(args.out, args.size, args.only)
+        path = write_gallery(args.out, args.size, only or None)
     except (ImportError, ValueError) as error:
         print(f"feedax gallery: {error}", file=sys.stderr)
         return 2

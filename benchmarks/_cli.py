@@ -1,20 +1,20 @@
-"""Command line of ``feedax bench`` (also ``python -m feedax.bench``)."""
+"""Command line of ``python -m benchmarks`` (also ``python -m benchmarks``)."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
 
-from feedax.bench._config import WORKLOADS
-from feedax.bench._variants import PEER_FAMILIES, VARIANTS
+from benchmarks._config import WORKLOADS
+from benchmarks._variants import PEER_FAMILIES, VARIANTS
 
 
 def _names(text: str) -> list[str]:
     return [t for t in (s.strip() for s in text.split(",")) if t]
 
 
-def build_parser(prog: str = "feedax bench") -> argparse.ArgumentParser:
-    """Returns the argument parser of ``feedax bench``."""
+def build_parser(prog: str = "python -m benchmarks") -> argparse.ArgumentParser:
+    """Returns the argument parser of ``python -m benchmarks``."""
     p = argparse.ArgumentParser(
         prog=prog,
         description="Benchmark feedax against a hand-written jax.jit reference and the "
@@ -83,12 +83,12 @@ def build_parser(prog: str = "feedax bench") -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs ``feedax bench`` with ``argv`` (default: ``sys.argv[1:]``); returns 0.
+    """Runs ``python -m benchmarks`` with ``argv`` (default: ``sys.argv[1:]``); returns 0.
 
     Raises:
         SystemExit: On invalid arguments (argparse's usage error, status 2).
     """
-    from feedax.bench._harness import run
+    from benchmarks._harness import run
 
     parser = build_parser()
     args = parser.parse_args(argv)

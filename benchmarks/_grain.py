@@ -5,7 +5,7 @@
 the default device with ``grain.experimental.device_put`` (a CPU-side and a device-side
 prefetch buffer), Grain's own recommendation for JAX.
 
-The per-record math is :mod:`feedax.bench._augment` (NumPy / PIL), run through
+The per-record math is :mod:`benchmarks._augment` (NumPy / PIL), run through
 ``random_map`` so each record gets a generator seeded from the pipeline seed and its index.
 All callables are module-level classes so they pickle into Grain's spawned workers.
 """
@@ -19,15 +19,15 @@ import grain
 import jax
 import numpy as np
 
-from feedax.bench import _augment
-from feedax.bench._config import (
+from benchmarks import _augment
+from benchmarks._config import (
     CifarConfig,
     JpegConfig,
     JpegFolderConfig,
     TextConfig,
     TokensConfig,
 )
-from feedax.bench._data import (
+from benchmarks._data import (
     TEXT_FILE,
     TOKENIZER_FILE,
     Bundle,

@@ -1,4 +1,4 @@
-"""Workload definitions for ``feedax bench``.
+"""Workload definitions for ``python -m benchmarks``.
 
 A workload is a frozen dataclass holding everything that defines the work: dataset size,
 augmentation parameters, batch size, shuffle seed. Every variant (feedax, the hand-written

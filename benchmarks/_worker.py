@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m feedax.bench._worker VARIANT WORKLOAD JSON_ARGS
+    python -m benchmarks._worker VARIANT WORKLOAD JSON_ARGS
 
 ``JSON_ARGS`` holds ``config`` (the workload config as a dict), ``data_dir``, ``batches``
 and ``warmup``. The result is printed on stdout as one line starting with
@@ -53,7 +53,7 @@ def measure(variant: str, workload: str, args: dict[str, Any]) -> dict[str, Any]
     ``batches`` timed batches, each followed by ``jax.block_until_ready``.
 
     Args:
-        variant: Variant name (see :mod:`feedax.bench._variants`).
+        variant: Variant name (see :mod:`benchmarks._variants`).
         workload: Workload name (``w1``...).
         args: ``config``, ``data_dir``, ``batches``, ``warmup``.
 
@@ -61,9 +61,9 @@ def measure(variant: str, workload: str, args: dict[str, Any]) -> dict[str, Any]
         A JSON-serialisable result with ``status`` one of ``ok``, ``n/a``,
         ``not installed`` or ``error`` (with ``error`` text).
     """
-    from feedax.bench._config import config_from_dict, get_workload
-    from feedax.bench._data import Bundle
-    from feedax.bench._variants import get_variant, load_function
+    from benchmarks._config import config_from_dict, get_workload
+    from benchmarks._data import Bundle
+    from benchmarks._variants import get_variant, load_function
 
     result: dict[str, Any] = {"variant": variant, "workload": workload, "status": "error"}
     it: Any = None
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: measures one variant and prints the marked JSON result."""
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 3:
-        print("usage: python -m feedax.bench._worker VARIANT WORKLOAD JSON_ARGS", file=sys.stderr)
+        print("usage: python -m benchmarks._worker VARIANT WORKLOAD JSON_ARGS", file=sys.stderr)
         return 2
     variant, workload, raw = argv
     result = measure(variant, workload, json.loads(raw))

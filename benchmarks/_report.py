@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from feedax.bench._variants import REFERENCE, Variant
+from benchmarks._variants import REFERENCE, Variant
 
 
 def summarise(
@@ -155,7 +155,7 @@ def draw_chart(report: Mapping[str, Any]) -> Any:
     rounds = report["meta"]["rounds"]
     d.text(
         (pad, pad),
-        f"feedax bench: median records/s of {rounds} round(s), whiskers min-max, "
+        f"feedax benchmarks: median records/s of {rounds} round(s), whiskers min-max, "
         f"ratio to the hand-written jax.jit reference; {report['meta']['cpu_count']} CPUs",
         fill=(90, 90, 90),
         font=font,

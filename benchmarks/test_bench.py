@@ -1,4 +1,4 @@
-"""Tests of the benchmark harness (feedax.bench): every variant does the same work.
+"""Tests of the benchmark harness (benchmarks): every variant does the same work.
 
 Deterministic settings (no shuffle, crop from zero padding, flip p=0, full-image resize) must
 give equal values across variants; random settings must agree statistically. W2 and
@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from feedax.bench import _augment, _config, _data, _harness, _variants
-from feedax.bench._cli import build_parser, main
+from benchmarks import _augment, _config, _data, _harness, _variants
+from benchmarks._cli import build_parser, main
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 IN_PROCESS = ["reference", "feedax", "grain"] + (["torch"] if HAS_TORCH else [])
@@ -192,7 +192,7 @@ def test_w2folder_files_are_the_w2_jpegs_labelled_by_folder(cache: str) -> None:
     assert _data.ensure_data(cfg, cache).path == data.path
     assert os.stat(files.paths[0]).st_mtime_ns == stamp
     assert pickle.loads(pickle.dumps(files))(5) == files(5)
-    from feedax.bench import _grain  # grain-mp pickles its source into spawned workers
+    from benchmarks import _grain  # grain-mp pickles its source into spawned workers
 
     record = pickle.loads(pickle.dumps(_grain._JpegSource(files)))[5]
     assert record["jpeg"] == files(5) and record["label"] == labels[5]
@@ -258,7 +258,7 @@ def test_grain_packing_variants_have_only_w3_and_time_a_restore(cache: str) -> N
     with pytest.raises(NotImplementedError):
         _variants.load_function("grain-bestfit", "w1")
     data, cfg = _w3(cache)
-    from feedax.bench import _feedax, _grain_packing
+    from benchmarks import _feedax, _grain_packing
 
     assert 0 < _grain_packing.restore_best_fit(data, cfg) < 60
     assert 0 < _feedax.restore_w3(data, cfg, after=5) < 60

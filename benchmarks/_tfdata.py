@@ -12,7 +12,7 @@ from typing import Any
 
 import tensorflow  # noqa: F401  (ImportError -> "not installed")
 
-from feedax.bench._data import Bundle
+from benchmarks._data import Bundle
 
 
 def w1(data: Bundle, cfg: Any) -> Iterator[dict[str, Any]]:

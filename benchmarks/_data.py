@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from feedax.bench._config import (
+from benchmarks._config import (
     CifarConfig,
     JpegConfig,
     JpegFolderConfig,
@@ -50,7 +50,7 @@ class Bundle:
         if not (self.path / "DONE").exists():
             raise FileNotFoundError(
                 f"benchmark data folder {self.path} is missing or incomplete; "
-                "generate it with feedax.bench._data.ensure_data"
+                "generate it with benchmarks._data.ensure_data"
             )
 
     def __getitem__(self, name: str) -> np.ndarray:

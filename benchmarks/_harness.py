@@ -1,6 +1,6 @@
 """The benchmark harness: data preparation, fresh-process runs, interleaved rounds.
 
-Each (workload, variant) measurement runs in a fresh ``python -m feedax.bench._worker``
+Each (workload, variant) measurement runs in a fresh ``python -m benchmarks._worker``
 process with a cleaned environment. Rounds are interleaved: every round runs each variant
 once, in an order rotated from round to round, so slow drifts of the machine (thermal,
 other load) spread over all variants instead of biasing one.
@@ -21,11 +21,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from feedax.bench import _report
-from feedax.bench._config import config_to_dict, get_workload
-from feedax.bench._data import ensure_data
-from feedax.bench._variants import Variant, select
-from feedax.bench._worker import RESULT_MARKER
+from benchmarks import _report
+from benchmarks._config import config_to_dict, get_workload
+from benchmarks._data import ensure_data
+from benchmarks._variants import Variant, select
+from benchmarks._worker import RESULT_MARKER
 
 _STRIPPED_XLA_FLAGS = ("--xla_force_host_platform_device_count",)
 _SKIP_AFTER = ("n/a", "not installed")
@@ -45,9 +45,7 @@ def worker_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
         env["XLA_FLAGS"] = " ".join(flags)
     else:
         env.pop("XLA_FLAGS", None)
-    import feedax
-
-    root = str(Path(feedax.__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parent.parent)  # the checkout holding benchmarks/
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -76,7 +74,7 @@ def run_worker(
     the worker's output, never an exception. The worker runs in its own process group, so
     on a timeout (or Ctrl-C) its own worker processes are killed with it.
     """
-    cmd = [sys.executable, "-m", "feedax.bench._worker", variant, workload, json.dumps(args)]
+    cmd = [sys.executable, "-m", "benchmarks._worker", variant, workload, json.dumps(args)]
     base = {"variant": variant, "workload": workload, "status": "error"}
     with subprocess.Popen(
         cmd,
@@ -275,7 +273,7 @@ def _progress_bar(total: int, enabled: bool) -> Any:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, desc="feedax bench", unit="run", file=sys.stderr)
+    return tqdm(total=total, desc="benchmarks", unit="run", file=sys.stderr)
 
 
 def _meta(rounds: int, workers: int, seed: int, env: Mapping[str, str]) -> dict[str, Any]:

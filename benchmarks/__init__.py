@@ -1,4 +1,4 @@
-"""``feedax bench``: feedax side by side with a hand-written ``jax.jit`` reference and peers.
+"""``python -m benchmarks``: feedax beside a hand-written ``jax.jit`` reference and peers.
 
 Workloads (synthetic data generated on first use, no download):
 
@@ -18,21 +18,21 @@ table of median records/s (min, max) with the ratio to the reference, ``bench.js
 
 Example::
 
-    import feedax.bench
-    report = feedax.bench.run(("w1",), rounds=3)
-    # or: python -m feedax.bench -w w1 -r 3
+    import benchmarks
+    report = benchmarks.run(("w1",), rounds=3)
+    # or: python -m benchmarks -w w1 -r 3
 """
 
-from feedax.bench._cli import build_parser, main
-from feedax.bench._config import (
+from benchmarks._cli import build_parser, main
+from benchmarks._config import (
     WORKLOADS,
     CifarConfig,
     JpegConfig,
     JpegFolderConfig,
     TokensConfig,
 )
-from feedax.bench._harness import run
-from feedax.bench._variants import VARIANTS
+from benchmarks._harness import run
+from benchmarks._variants import VARIANTS
 
 __all__ = [
     "VARIANTS",

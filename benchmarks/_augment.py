@@ -2,7 +2,7 @@
 
 Peers (Grain, PyTorch DataLoader) run the NumPy/PIL functions per record in their workers,
 as their users do. The hand-written reference runs the JAX functions, vmapped and jitted.
-Both follow the same definitions (see :mod:`feedax.bench._config`), so every variant does
+Both follow the same definitions (see :mod:`benchmarks._config`), so every variant does
 the same work.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from feedax.bench._config import CifarConfig, JpegConfig, TokensConfig
+from benchmarks._config import CifarConfig, JpegConfig, TokensConfig
 
 # ---------------------------------------------------------------- W1 (cifar), NumPy
 

@@ -3,7 +3,7 @@
 ``grain-bestfit``: ``grain.experimental.BestFitPackIterDataset`` with 256 packing bins
 (the fill budget feedax's ``Pack`` is compared at) and ``num_threads=0`` (Grain's best
 setting for in-memory data here). ``grain-defaults``: the first-fit pipelines of
-:mod:`feedax.bench._grain` (W3 and W4) with Grain's default ``ReadOptions`` (16 read
+:mod:`benchmarks._grain` (W3 and W4) with Grain's default ``ReadOptions`` (16 read
 threads). Other workloads show as "n/a".
 """
 
@@ -14,9 +14,9 @@ from typing import Any
 
 import grain
 
-from feedax.bench._config import TextConfig, TokensConfig
-from feedax.bench._data import Bundle
-from feedax.bench._grain import (
+from benchmarks._config import TextConfig, TokensConfig
+from benchmarks._data import Bundle
+from benchmarks._grain import (
     _finish,
     _map_source,
     _Records,

@@ -120,7 +120,7 @@ def load_function(variant: str, workload: str) -> BatchFn:
         NotImplementedError: If the module has no function for the workload.
     """
     chosen = get_variant(variant)
-    module = importlib.import_module(f"feedax.bench.{chosen.module}")
+    module = importlib.import_module(f"benchmarks.{chosen.module}")
     fn = getattr(module, dict(chosen.functions).get(workload, workload), None)
     if chosen.functions and workload not in dict(chosen.functions):
         fn = None

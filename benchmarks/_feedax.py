@@ -14,15 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from feedax.bench import _augment
-from feedax.bench._config import (
+from benchmarks import _augment
+from benchmarks._config import (
     CifarConfig,
     JpegConfig,
     JpegFolderConfig,
     TextConfig,
     TokensConfig,
 )
-from feedax.bench._data import TEXT_FILE, TOKENIZER_FILE, Bundle, jpeg_bytes
+from benchmarks._data import TEXT_FILE, TOKENIZER_FILE, Bundle, jpeg_bytes
 
 
 def w1(data: Bundle, cfg: CifarConfig) -> Iterator[dict[str, Any]]:

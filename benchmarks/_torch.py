@@ -1,6 +1,6 @@
 """PyTorch DataLoader peer, as its users write it for a JAX training loop.
 
-A map-style ``Dataset`` applies the per-record math (:mod:`feedax.bench._augment`, NumPy /
+A map-style ``Dataset`` applies the per-record math (:mod:`benchmarks._augment`, NumPy /
 PIL) in ``__getitem__``; the ``DataLoader`` shuffles, batches with the default collate and
 runs ``cfg.workers`` worker processes (0 = in the main process; persistent workers
 otherwise). Each batch is converted to NumPy and moved with ``jax.device_put``. W3 uses an
@@ -20,15 +20,15 @@ import numpy as np
 import torch
 import torch.utils.data as tud
 
-from feedax.bench import _augment
-from feedax.bench._config import CifarConfig, JpegConfig, JpegFolderConfig, TokensConfig
-from feedax.bench._data import Bundle, JpegRecords, jpeg_records, sequence
+from benchmarks import _augment
+from benchmarks._config import CifarConfig, JpegConfig, JpegFolderConfig, TokensConfig
+from benchmarks._data import Bundle, JpegRecords, jpeg_records, sequence
 
 
 class _MapDataset(tud.Dataset):
     """Map-style dataset doing ``kind``'s per-record work.
 
-    W2 and W2-folder fetch their JPEGs through :func:`feedax.bench._data.jpeg_records`
+    W2 and W2-folder fetch their JPEGs through :func:`benchmarks._data.jpeg_records`
     (bytes held in memory, or each record's file opened and read).
     """
 
