@@ -1,15 +1,8 @@
-"""Every operator's docstring example runs and prints what it shows.
+"""Every operator's docstring has an example and argument docs (test_docstrings runs them)."""
 
-Only the operators' examples run here (eager JAX compiles every primitive separately, so
-all the functional helpers' examples would cost half a minute); the helpers are checked
-against references in the other test_ops_*.py files.
-"""
-
-import doctest
 import inspect
 
 import pytest
-from ops_reference import quick_compiles  # noqa: F401  (fixture)
 
 import feedax as fx
 
@@ -30,9 +23,3 @@ def test_operator_docstring_has_a_runnable_example(name):
     doc = inspect.getdoc(obj) or ""
     assert "Example:" in doc and ">>>" in doc, name
     assert "Args:" in doc or name in ("AutoContrast", "Equalize", "Invert", "ToFloat")
-    tests = doctest.DocTestFinder(recurse=False).find(obj, name, globs={})
-    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    for test in tests:
-        runner.run(test)
-    result = runner.summarize(verbose=False)
-    assert result.attempted > 0 and result.failed == 0, name
