@@ -13,6 +13,7 @@ from feedax._errors import (
     StateMismatchError,
 )
 from feedax._filter import Filter
+from feedax._grid import write_grid
 from feedax._host import HostContext, HostMap
 from feedax._operator import (
     BatchOperator,
@@ -67,6 +68,7 @@ from feedax._sources.text import JsonlSource, TextSource
 from feedax._sources.tokens import Ragged, TokenSource, write_tokens
 from feedax._state import Cursor, MixSchedule, Signature, TruncatedTokens
 from feedax._stream import StreamSource
+from feedax._summary import StageSummary, Summary
 from feedax._tokenize import tokenize
 
 __version__ = "0.1.0"
@@ -145,7 +147,9 @@ __all__ = [
     "SpatialOperator",
     "CheckpointError",
     "StateMismatchError",
+    "StageSummary",
     "StreamSource",
+    "Summary",
     "TextSource",
     "ToFloat",
     "TokenSource",
@@ -157,6 +161,7 @@ __all__ = [
     "encode_record",
     "functional",
     "tokenize",
+    "write_grid",
     "write_array_record",
     "write_tokens",
 ]

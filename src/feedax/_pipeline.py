@@ -9,6 +9,7 @@ from typing import Any, Literal
 import jax
 import numpy as np
 from flax import nnx
+from flax.nnx import reprlib
 
 from feedax._apply import AnyOperator, apply_operators, traced_spec
 from feedax._device_step import VALID, CompileAhead, DeviceStep, Gather
@@ -23,7 +24,7 @@ from feedax._plan import Planner
 from feedax._prefetch import Prefetcher
 from feedax._profile import Profile, StageTimes
 from feedax._ranges import label_ranges, unit_range_fields
-from feedax._read import Placement
+from feedax._read import ID_FIELDS, Placement, record_id_fields
 from feedax._skip import SkipLog, record_skips
 from feedax._source import Source
 from feedax._sources.mix import Mix
@@ -37,9 +38,11 @@ from feedax._state import (
 )
 from feedax._step import Position
 from feedax._stream import StreamSource
+from feedax._summary import Summary, summarize
 from feedax._validate import (
     check_arguments,
     check_eval_shape,
+    check_record_ids,
     check_records,
     operator_list,
     record_spec,
@@ -105,6 +108,11 @@ class Pipeline(nnx.Module):
         source's records have been skipped.
       shuffle_window: for a :class:`StreamSource`: shuffle within consecutive windows of
         this many records (a bounded buffer whose state is the cursor); 0: stream order.
+      record_ids: add the field ``"index"`` (each row's index in its source; a stream's
+        position) and, under a :class:`Mix`, ``"source"`` (the position of the row's
+        source in ``Mix.sources``), to trace a row back to its record. Padding rows
+        repeat row 0's (``"valid"`` marks them). Not with ``pack`` (a row holds several
+        records) or on-device data.
 
     Example:
       >>> import numpy as np, feedax as fx
@@ -136,9 +144,10 @@ class Pipeline(nnx.Module):
         on_error: Literal["raise", "skip"] = "raise",
         max_skip_fraction: float = 0.01,
         shuffle_window: int = 0,
+        record_ids: bool = False,
     ):
         options = locals()
-        del options["self"], options["source"], options["operators"]
+        del options["self"], options["source"], options["operators"], options["record_ids"]
         check_arguments(source, operator_list(operators), **options)
         self.source, self.host, self.filter, self.pack = source, host, filter, pack
         self.operators = nnx.List(operator_list(operators))
@@ -152,9 +161,13 @@ class Pipeline(nnx.Module):
         uses = bool(self.operators)  # operators read the rows' identities and mask
         masked = uses or drop_remainder is not True
         labels = label_ranges(self.operators)
-        self._placement = Placement(batch_size, rows, self._device_sharding, uses, masked, labels)
         spec = record_spec(source, host, pack, skip=on_error == "skip")
         check_records(source, spec, host, may_pad=drop_remainder is not True)
+        self.record_ids = check_record_ids(record_ids, source, spec, pack)
+        ids = record_id_fields(source) if record_ids else None
+        self._placement = Placement(
+            batch_size, rows, self._device_sharding, uses, masked, labels, ids
+        )
         self._input_spec = tuple(spec.items())
         self.deterministic = False  # the pipeline's own mode, set by train() / eval()
         self._holders = ModeHolders([self.operators, *([host] if host else [])])
@@ -209,7 +222,16 @@ class Pipeline(nnx.Module):
             if isinstance(source, Mix)
             else None,
             "window": self.shuffle_window,
+            "ids": self.record_ids,
         }
+
+    def __nnx_repr__(self) -> Iterator[Any]:
+        # NNX prints arrays inside a module as Array(shape=...); the cursor's four numbers
+        # are what a reader of a printed pipeline wants, so it is printed by value.
+        for elem in super().__nnx_repr__():
+            if isinstance(elem, reprlib.Attr) and elem.key == "cursor":
+                elem = reprlib.Attr("cursor", self.cursor)
+            yield elem
 
     # -- shape of the stream ---------------------------------------------------------------
 
@@ -283,6 +305,11 @@ class Pipeline(nnx.Module):
     def output_spec(self) -> dict[str, jax.ShapeDtypeStruct]:
         """The shape and dtype of each field of a batch (the same in train and eval mode)."""
         out = traced_spec(self.operators, dict(self._input_spec), self.batch_size)
+        if self.record_ids:
+            b = self.batch_size
+            out[ID_FIELDS[0]] = jax.ShapeDtypeStruct((b,), jax.dtypes.canonicalize_dtype(np.int64))
+            if isinstance(self.source, Mix):
+                out[ID_FIELDS[1]] = jax.ShapeDtypeStruct((b,), np.dtype(np.int32))
         if self.drop_remainder is not True:
             out[VALID] = jax.ShapeDtypeStruct((self.batch_size,), np.dtype(bool))
         return out
@@ -316,6 +343,8 @@ class Pipeline(nnx.Module):
           indices: the records' indices in the source (their identity), shape ``(B,)``.
           epoch: the epoch whose augmentation to draw.
         """
+        if "_nnx_tabulate_id" in vars(self):
+            _refuse_tabulate(self)
         return apply_operators(list(self.operators), batch, indices=indices, epoch=epoch)
 
     # -- iteration -------------------------------------------------------------------------
@@ -409,6 +438,34 @@ class Pipeline(nnx.Module):
         name = self.source.name
         record_skips(self.skipped, skipped, n=n, limit=self.max_skip_fraction, name=name)
 
+    # -- inspection ------------------------------------------------------------------------
+
+    def summary(self) -> Summary:
+        """A table of the stages: what each outputs, what is random or learnable, state bytes.
+
+        ``print(pipe.summary())`` shows it; the returned :class:`Summary` holds the same
+        facts as data. Nothing is read beyond what building the pipeline read: the
+        operators' outputs are traced.
+
+        Example:
+          >>> import numpy as np, feedax as fx
+          >>> from flax import nnx
+          >>> src = fx.ArraySource({"image": np.zeros((8, 4, 4, 3), np.uint8)})
+          >>> ops = [fx.RandomFlip(rngs=nnx.Rngs(augment=0)), fx.ToFloat()]
+          >>> pipe = fx.Pipeline(src, ops, batch_size=2, drop_remainder=True)
+          >>> print(pipe.summary())
+          Pipeline over ArraySource 'ArraySource' (8 records, memory), batch 2
+          stage         module       output                      random  params  state
+          ------------  -----------  --------------------------  ------  ------  -----
+          source        ArraySource  image: uint8[4, 4, 3]
+          operators[0]  RandomFlip   image: uint8[2, 4, 4, 3]    yes             8 B
+          operators[1]  ToFloat      image: float32[2, 4, 4, 3]
+          ------------  -----------  --------------------------  ------  ------  -----
+          batch: image: float32[2, 4, 4, 3]
+          state: 80 B (nnx.state(pipe): what a checkpoint holds)
+        """
+        return summarize(self)
+
     # -- profiling -------------------------------------------------------------------------
 
     def profile(self, n_batches: int = 20, *, verbose: bool = True) -> Profile:
@@ -443,6 +500,29 @@ class Pipeline(nnx.Module):
         if verbose:
             print(profile)
         return profile
+
+
+def _refuse_tabulate(pipe: Pipeline) -> None:
+    """Undoes ``nnx.tabulate``'s method patches, then raises: the pipeline stays usable.
+
+    ``nnx.tabulate`` (Flax 0.12) replaces the public methods of every module class it meets
+    and restores them only when its trace succeeds; applying a pipeline's operators builds
+    new modules it never met, so the trace would fail and leave those classes patched for
+    the rest of the process.
+    """
+    for node in [pipe, *(n for _, n in nnx.iter_graph(pipe))]:
+        cls = type(node)
+        for name, value in list(vars(cls).items()):
+            code = getattr(value, "__code__", None)
+            original = getattr(value, "__wrapped__", None)
+            if original is not None and code and code.co_filename.endswith("summary.py"):
+                setattr(cls, name, original)
+    raise PipelineError(
+        "nnx.tabulate cannot trace a feedax Pipeline (it rewrites the methods of the module "
+        "classes it meets, and applying the operators builds modules it has not met). Use "
+        "print(pipe.summary()) for the table of stages, shapes, randomness and state; the "
+        "pipeline is unchanged."
+    )
 
 
 class _Gathering:

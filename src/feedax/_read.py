@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import jax
@@ -14,6 +14,7 @@ import numpy as np
 from feedax._dtypes import check_fits_device
 from feedax._host import HostMap
 from feedax._ranges import check_labels
+from feedax._sources.mix import Mix
 from feedax._step import Loaded, Step
 from feedax._workers import HostExecutor, read_or_explain
 
@@ -33,6 +34,8 @@ class Placement:
       masks: also transfer the valid mask (operators or the ``"valid"`` field need it).
       labels: ``(field, num_classes)`` whose values must lie in range (a OneHot reads them),
         checked on the host for every batch (a comparison over one value per row).
+      ids: adds fields naming each row's record (``Pipeline(record_ids=True)``), from
+        the rows' record identities; None: none.
     """
 
     batch_size: int
@@ -41,6 +44,7 @@ class Placement:
     identities: bool = True
     masks: bool = True
     labels: tuple[tuple[str, int], ...] = ()
+    ids: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None
 
     def put(self, step: Step, records: dict[str, np.ndarray], read: float) -> Loaded:
         """``records`` (this process's rows of ``step``) on the devices, with their identities."""
@@ -50,6 +54,8 @@ class Placement:
         for field, values in records.items():
             check_fits_device(field, values)
         check_labels(self.labels, records, step.indices[lo:hi])
+        if self.ids is not None:
+            records = {**records, **self.ids(step.indices[lo:hi])}
         arrays: dict[str, Any] = {"fields": records}
         if self.identities:
             arrays["index"] = step.indices[lo:hi].astype(np.int32)
@@ -83,6 +89,27 @@ class Placement:
             ),
             local,
         )
+
+
+def record_id_fields(source: Any) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """The fields ``Pipeline(record_ids=True)`` adds: ``"index"``, and ``"source"`` for a Mix.
+
+    ``"index"`` is the record's index in its own source (what ``source.read`` takes);
+    under a Mix, ``"source"`` is the position of that source in ``Mix.sources``.
+    """
+    if isinstance(source, Mix):
+        mix = source
+
+        def mixed(ids: np.ndarray) -> dict[str, np.ndarray]:
+            which, index = mix.split(ids)
+            return {ID_FIELDS[1]: which.astype(np.int32), ID_FIELDS[0]: index}
+
+        return mixed
+    return lambda ids: {ID_FIELDS[0]: np.asarray(ids, np.int64)}
+
+
+ID_FIELDS = ("index", "source")
+"""The names of the fields ``record_ids=True`` adds."""
 
 
 class HostReader:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
 import numpy as np
 from flax import nnx
+from flax.nnx import reprlib
 
 from feedax._dtypes import check_fits_device
 from feedax._errors import SourceError
@@ -53,6 +54,20 @@ class Source(nnx.Module, abc.ABC):
         return False
 
     @property
+    def location(self) -> str:
+        """Where the records are: ``"memory"``, or their files or folder."""
+        return "memory"
+
+    def __nnx_repr__(self) -> Iterator[reprlib.Object | reprlib.Attr]:
+        # What a user looks for in a printed pipeline: what the source is, not its internals.
+        yield reprlib.Object(type=type(self).__name__)
+        yield reprlib.Attr("name", self.name)
+        yield reprlib.Attr("records", len(self))
+        yield reprlib.Attr("location", self.location)
+        fields = ", ".join(f"{k}: {spec_text(v)}" for k, v in self.element_spec.items())
+        yield reprlib.Attr("fields", "{" + fields + "}", use_raw_value=True)
+
+    @property
     def device_columns(self) -> dict[str, jax.Array] | None:
         """All records as arrays on the device, if the source keeps them there; else None."""
         return None
@@ -65,6 +80,20 @@ class Source(nnx.Module, abc.ABC):
                 f"{self.name}: record index {int(bad)} is out of range; the source has {n} "
                 f"records (valid indices 0..{n - 1}). Check the indices you pass to read()."
             )
+
+
+def spec_text(spec: Any) -> str:
+    """``dtype[shape]`` of a field's spec (a :class:`Ragged` as its repr)."""
+    if isinstance(spec, Ragged):
+        return repr(spec)
+    return f"{np.dtype(spec.dtype).name}{list(spec.shape)}"
+
+
+def files_location(files: Sequence[str]) -> str:
+    """A short text for a list of files: the one file, or the first and how many more."""
+    if len(files) == 1:
+        return files[0]
+    return f"{files[0]} (+{len(files) - 1} more files)"
 
 
 def select(source: Any, records: Batch, columns: Sequence[str]) -> Batch:

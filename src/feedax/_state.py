@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from typing import Any
 
 import jax
 import numpy as np
 from flax import nnx
+from flax.nnx import reprlib
 
 from feedax._errors import StateMismatchError
 
@@ -22,6 +24,18 @@ class Cursor(nnx.Variable):
     starts, and ``offset`` counts that window's rows already handed over (else 0). It
     advances when a batch is handed over, not when it is prefetched.
     """
+
+    def __nnx_repr__(self) -> Iterator[reprlib.Object | reprlib.Attr]:
+        # Four named integers read better than NNX's Array(shape=(4,)) placeholder.
+        yield reprlib.Object(type=type(self).__name__, same_line=True)
+        value = self.get_value()
+        names = ("epoch", "step", "position", "offset")
+        if not isinstance(value, np.ndarray | jax.Array) or value.shape != (len(names),):
+            yield reprlib.Attr("value", value)  # a placeholder (NNX's repr of a module)
+            return
+        value = np.asarray(value).tolist()
+        for name, v in zip(names, value, strict=True):
+            yield reprlib.Attr(name, v)
 
 
 class TruncatedTokens(nnx.Variable):

@@ -108,6 +108,27 @@ def check_arguments(
         _check_pack(source, pack, host, on_error)
 
 
+def check_record_ids(record_ids: Any, source: Any, spec: Spec, pack: Any) -> bool:
+    """``record_ids`` checked: a bool, a layout that has one record per row, free names."""
+    if not isinstance(record_ids, bool):
+        raise PipelineError(f"Pipeline: record_ids must be True or False, got {record_ids!r}.")
+    if not record_ids:
+        return False
+    if pack is not None or (isinstance(source, Source) and source.on_device):
+        raise PipelineError(
+            "Pipeline: record_ids=True names one record per row; a packed row holds several "
+            "(their segment_ids tell them apart) and on-device data picks its rows on the "
+            "device. Drop record_ids, or use ArraySource(on_device=False)."
+        )
+    taken = [f for f in ("index", "source") if f in spec]
+    if taken:
+        raise PipelineError(
+            f"Pipeline: record_ids=True adds the field {taken[0]!r}, which the records already "
+            f"have ({sorted(spec)}). Rename that field (a host stage, or the source's column)."
+        )
+    return True
+
+
 def _check_pack(source: Any, pack: Any, host: Any, on_error: str) -> None:
     """Packing reads token slices of a source that knows its sequences' lengths."""
     if not isinstance(pack, Pack):

@@ -15,7 +15,7 @@ import numpy as np
 
 from feedax._errors import SourceError
 from feedax._ragged import Ragged
-from feedax._source import Source
+from feedax._source import Source, files_location
 
 PathLike = str | os.PathLike[str]
 Spec = dict[str, jax.ShapeDtypeStruct]
@@ -155,6 +155,11 @@ class FilesSource(StoreSource[FileStoreT]):
     def files(self) -> list[str]:
         """The files, in index order."""
         return list(self._store.files)
+
+    @property
+    def location(self) -> str:
+        """The files, shortened: the first and how many more."""
+        return files_location(self._store.files)
 
     def _record_error(self, index: int, file: int, cause: str, fix: str) -> SourceError:
         """:func:`record_error` for record ``index`` of ``files[file]``."""

@@ -104,6 +104,7 @@ class HFSource(StoreSource[_Table]):
         files = [f["filename"] for f in dataset.cache_files]
         file = files[0] if len(files) == 1 else f"{len(files)} Arrow files" if files else "<memory>"
         self._store = _Table(dataset.with_format("arrow", columns=columns), columns, file)
+        self._where = file
         if element_spec is not None:
             self._store.declared = check_declared(
                 element_spec, columns, user=name, among="the columns"
@@ -111,6 +112,11 @@ class HFSource(StoreSource[_Table]):
         self._store.spec = batch_spec(self._take(np.zeros(1, np.int64)))
         declared = self._store.declared.items()
         self._store.spec.update({k: v for k, v in declared if isinstance(v, Ragged)})
+
+    @property
+    def location(self) -> str:
+        """The dataset's Arrow cache file(s), or ``"<memory>"``."""
+        return self._where
 
     @property
     def columns(self) -> list[str]:

@@ -83,6 +83,12 @@ class ImageFolderSource(Source):
         path_array = np.empty(len(paths), dtype=object)
         path_array[:] = paths
         self._files = _Files(path_array, np.asarray(labels, np.int64), tuple(classes))
+        self.root = root
+
+    @property
+    def location(self) -> str:
+        """The dataset's root folder."""
+        return self.root
 
     @property
     def classes(self) -> list[str]:

@@ -104,6 +104,18 @@ class Mix(Source):
         return self._offsets[-1]
 
     @property
+    def location(self) -> str:
+        """The mixed sources' names and shares."""
+        parts = ", ".join(
+            f"{s.name} {w:.3g}" for s, w in zip(self.sources, self.weights, strict=True)
+        )
+        return f"mix of {parts}"
+
+    def split(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Global record ids as (position of the source in ``sources``, index in it)."""
+        return locate(np.asarray(self._offsets), np.asarray(ids, np.int64))
+
+    @property
     def element_spec(self) -> dict[str, jax.ShapeDtypeStruct]:
         """The shape and dtype of each field (the same for every mixed source)."""
         return self.sources[0].element_spec

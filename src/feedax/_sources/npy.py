@@ -9,7 +9,7 @@ import jax
 import numpy as np
 
 from feedax._errors import SourceError
-from feedax._source import Batch
+from feedax._source import Batch, files_location
 from feedax._sources._common import LazyHandles, PathLike, Spec, StoreSource, spec_repr
 
 
@@ -99,6 +99,11 @@ class NpySource(StoreSource[_Maps]):
         if length == 0:
             raise SourceError(f"{name}: the files hold 0 records ({paths}). Pass non-empty files.")
         self._store = _Maps(paths, spec, length)
+
+    @property
+    def location(self) -> str:
+        """The ``.npy`` files, shortened."""
+        return files_location(list(self._store.paths.values()))
 
     @property
     def paths(self) -> dict[str, str]:

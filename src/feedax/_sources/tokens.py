@@ -55,6 +55,14 @@ class TokenSource(Source):
         self.name = name
         self.field = field
         self._flat = _Flat(_load(tokens, name, "tokens"), _load(offsets, name, "offsets"), name)
+        self._where = "memory"
+        if isinstance(tokens, str | os.PathLike):
+            self._where = os.path.dirname(os.path.abspath(tokens))
+
+    @property
+    def location(self) -> str:
+        """The folder of ``tokens.npy``, or ``"memory"``."""
+        return self._where
 
     @classmethod
     def from_directory(cls, directory: PathLike, **kwargs: Any) -> TokenSource:
