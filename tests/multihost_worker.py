@@ -4,8 +4,10 @@
 from multihost_init import OUT, SAVE_STEP, STEPS
 
 import json
+from pathlib import Path
 
 import jax
+import orbax.checkpoint as ocp
 import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -13,10 +15,13 @@ from jax.sharding import PartitionSpec as P
 from flax import nnx
 from helpers import make_pipeline
 
+import feedax as fx
+
 mesh = jax.make_mesh((jax.device_count(),), ("data",))
 pipe = make_pipeline(60, batch_size=8, sharding=NamedSharding(mesh, P("data")))
 records = []
 saved = None
+manager = ocp.CheckpointManager(Path(OUT).parent / "orbax")  # shared by the processes
 it = iter(pipe)
 for step in range(STEPS):
     batch = next(it)
@@ -35,6 +40,9 @@ for step in range(STEPS):
             "cursor": np.asarray(state["cursor"][...]).tolist(),
             "mean": np.asarray(pipe.operators[2].mean[...]).tolist(),
         }
+        manager.save(step + 1, args=ocp.args.Composite(data=fx.checkpoint.Save(pipe)))
+        manager.wait_until_finished()
+manager.close()
 with open(OUT, "w") as f:
-    json.dump({"records": records, "saved": saved, "devices": jax.device_count()}, f)
+    json.dump({"records": records, "saved": saved, "devices": jax.device_count(), "out": OUT}, f)
 jax.distributed.shutdown()

@@ -45,3 +45,31 @@ def test_cursor_saved_on_two_processes_resumes_on_one(two_process_run):
     resumed = iter(one)
     for _ in range(STEPS - SAVE_STEP):
         np.testing.assert_array_equal(host(next(resumed))["id"], host(next(it))["id"])
+
+
+def test_orbax_checkpoint_of_two_processes_restores_on_one(two_process_run, tmp_path_factory):
+    """The pipeline item is written once by the two processes; one process restores it."""
+    import orbax.checkpoint as ocp
+
+    import feedax as fx
+
+    directory = Path(two_process_run[0]["out"]).parent / "orbax"
+    files = set((directory / str(SAVE_STEP) / "data").iterdir())
+    assert {f.name for f in files} - {"commit_success.txt"} == {
+        "pipeline_state.json",
+        "pipeline_state.npz",
+    }
+    reference = make_pipeline(60, batch_size=8)
+    it = iter(reference)
+    for _ in range(SAVE_STEP):
+        next(it)
+    one = make_pipeline(60, batch_size=8)
+    with ocp.CheckpointManager(directory) as manager:
+        manager.restore(SAVE_STEP, args=ocp.args.Composite(data=fx.checkpoint.Restore(one)))
+    assert np.asarray(one.cursor[...]).tolist() == np.asarray(reference.cursor[...]).tolist()
+    np.testing.assert_allclose(
+        one.operators[2].mean[...], reference.operators[2].mean[...], rtol=1e-4
+    )
+    resumed = iter(one)
+    for _ in range(STEPS - SAVE_STEP):
+        np.testing.assert_array_equal(host(next(resumed))["id"], host(next(it))["id"])

@@ -17,6 +17,7 @@ from flax import nnx
 from ops_reference import quick_compiles  # noqa: F401  (fixture)
 
 import feedax as fx
+from feedax import testing
 
 N = 8
 SHAPE = (6, 6, 3)
@@ -140,10 +141,6 @@ NOT_DIFFERENTIABLE = {
 }
 
 
-def is_random(op):
-    return isinstance(op, fx.RandomOperator)
-
-
 def field_of(case):
     return "image" if case.kind == "image" else "label"
 
@@ -178,15 +175,22 @@ def check_output(case, batch, out, dtype):
         assert float(out[f].min()) >= 0.0 and float(out[f].max()) <= 1.0
 
 
+# A few operators, one of each mechanism (switch, argsort order, scatter, box draw), get
+# the one-record check (one more compilation each): jit of the operator on one record,
+# without vmap, gives that record's row of the batch.
+PER_RECORD = ["RandomResizedCrop", "ColorJitter", "Equalize", "RandomChoice", "RandomErasing"]
+
+
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_shape_dtype_passthrough_and_same_key_same_output(case):
-    """uint8 in (float labels for label operators), edge records included."""
+def test_operator_meets_the_contract(case):
+    """feedax.testing.check_operator on uint8 records (float labels for label operators),
+    edge records included; then the output shape, dtype and range this operator promises."""
     dtype = np.uint8 if case.kind == "image" else np.float32
     batch = batch_of(case, dtype)
-    out = run(case.make(), batch)
-    check_output(case, batch, out, dtype)
-    f = field_of(case)
-    np.testing.assert_array_equal(run(case.make(), batch)[f], out[f])
+    testing.check_operator(
+        case.make, batch, field=field_of(case), one_record=case.name in PER_RECORD, gradients=False
+    )
+    check_output(case, batch, run(case.make(), batch), dtype)
 
 
 IMAGE_CASES = [c for c in CASES if c.kind == "image"]
@@ -211,88 +215,22 @@ def test_1x1_images_stay_finite_or_are_rejected(case):
     check_output(case, batch, run(case.make(), batch), np.float32)
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if is_random(c.make())], ids=lambda c: c.name)
-def test_random_ops_vary_by_record_and_epoch_and_keep_their_shape_in_eval(case):
-    f = field_of(case)
-    batch = batch_of(case)
-    same_records = {**batch, f: jnp.broadcast_to(batch[f][:1], batch[f].shape)}
-    op = case.make()
-    out = np.asarray(run(op, same_records)[f])
-    assert len({o.tobytes() for o in out}) > 1, "identical records must get different draws"
-    epoch0 = np.asarray(run(op, batch, epoch=0)[f])
-    epoch1 = np.asarray(run(op, batch, epoch=1)[f])
-    assert not np.array_equal(epoch0, epoch1)
-    # The draw depends on the record index, not its position in the batch.
-    perm = np.random.default_rng(0).permutation(N)
-    shuffled = {k: v[perm] for k, v in batch.items()}
-    np.testing.assert_array_equal(run(op, shuffled, indices=perm)[f], epoch0[perm])
-    op.eval()
-    evaluated = np.asarray(run(op, batch)[f])
-    # Eval is deterministic and keeps the train shape: the identity, or a fixed warp
-    # (random crops and resizes take their central window).
-    np.testing.assert_array_equal(run(op, batch, epoch=1)[f], evaluated)
-    assert evaluated.shape == epoch0.shape
-    central = isinstance(op, fx.SpatialOperator) and op.eval_params(batch[f].shape[1:])
-    if not central:
-        np.testing.assert_array_equal(evaluated, batch[f])
-
-
 @pytest.mark.parametrize(
     "case", [c for c in CASES if type(c.make()) not in NOT_DIFFERENTIABLE], ids=lambda c: c.name
 )
 def test_float_input_of_odd_size_and_gradients(case):
-    """Output checks on float input of odd size, and finite non-zero gradients."""
+    """The contract again on float records of odd size, with finite non-zero gradients."""
     op = case.make()
     assert op.differentiable
-    f = field_of(case)
     batch = batch_of(case, np.float32, shape=ODD)
-    out_shape = case.out_shape(tuple(batch[f].shape[1:]))
-    weights = jnp.linspace(-1, 1, int(np.prod(out_shape))).reshape(out_shape)
-
-    def loss(x, op):
-        out = run(op, {**batch, f: x})
-        return jnp.sum(out[f] * weights), out
-
-    grad = nnx.grad(loss, argnums=(0, nnx.DiffState(1, nnx.Param)), has_aux=True)
-    (gx, gop), out = grad(batch[f], op)
-    check_output(case, batch, out, np.float32)
-    assert np.isfinite(gx).all() and np.abs(gx).max() > 0
-    params = jax.tree.leaves(nnx.state(op, nnx.Param))
-    grads = jax.tree.leaves(gop)
-    assert len(grads) == len(params)
-    for g in grads:
-        assert np.isfinite(g).all() and np.abs(g).max() > 0
+    testing.check_operator(case.make, batch, field=field_of(case), one_record=False, gradients=True)
+    check_output(case, batch, run(op, batch), np.float32)
 
 
 def test_non_differentiable_operators_say_so():
     for case in CASES:
         op = case.make()
         assert op.differentiable == (type(op) not in NOT_DIFFERENTIABLE), case.name
-
-
-# A few operators, one of each mechanism (switch, argsort order, scatter, box draw):
-# jit of the operator on one record, without vmap, gives that record's row of the batch.
-PER_RECORD = ["RandomResizedCrop", "ColorJitter", "Equalize", "RandomChoice", "RandomErasing"]
-
-
-@pytest.mark.parametrize("name", PER_RECORD)
-def test_one_record_call_matches_the_vmapped_batch(name):
-    case = next(c for c in CASES if c.name == name)
-    batch = batch_of(case)
-    out = run(case.make(), batch)
-    graphdef, state = nnx.split(case.make())
-
-    @jax.jit
-    def one(state, record, index):
-        ctx = fx.RecordContext(jnp.int32(0), index, jnp.bool_(True))
-        return nnx.merge(graphdef, state)(record, ctx)
-
-    for i in (2, 7):
-        got = one(state, {k: v[i] for k, v in batch.items()}, jnp.int32(i))["image"]
-        want = out["image"][i]
-        assert got.shape == want.shape and got.dtype == want.dtype
-        diff = np.abs(np.asarray(got, int) - np.asarray(want, int))
-        assert diff.max() <= 1 and (diff > 0).mean() < 0.02  # float rounding may flip a .5
 
 
 # ---------------------------------------------------------------------------- batch operators
@@ -312,36 +250,16 @@ def mix_batch(dtype=np.uint8, shape=SHAPE):
 @pytest.mark.parametrize("name", BATCH_CASES)
 def test_batch_ops_contract(name):
     batch = mix_batch()
-    op = BATCH_CASES[name]()
-    out = run(op, batch)
-    assert out["image"].shape == batch["image"].shape and out["image"].dtype == np.uint8
-    assert out["label"].shape == batch["label"].shape and out["label"].dtype == np.float32
-    np.testing.assert_array_equal(out["id"], batch["id"])
+    testing.check_batch_operator(BATCH_CASES[name], batch, gradients=False)
+    out = run(BATCH_CASES[name](), batch)
     np.testing.assert_allclose(out["label"].sum(axis=1), 1.0, rtol=1e-6)
     assert not np.array_equal(out["label"], batch["label"]), "labels must be mixed"
-    np.testing.assert_array_equal(run(BATCH_CASES[name](), batch)["image"], out["image"])
-    assert not np.array_equal(run(op, batch, epoch=1)["label"], out["label"])
-    op.eval()
-    after = run(op, batch)
-    np.testing.assert_array_equal(after["image"], batch["image"])
-    np.testing.assert_array_equal(after["label"], batch["label"])
 
 
 @pytest.mark.parametrize("name", BATCH_CASES)
 def test_batch_ops_float_odd_size_and_gradients(name):
-    op = BATCH_CASES[name]()
-    assert op.differentiable
-    batch = mix_batch(np.float32, ODD)
-    out = run(op, batch)
-    assert out["image"].shape == (N, *ODD) and out["image"].dtype == np.float32
-    assert np.isfinite(np.asarray(out["image"])).all()
-    weights = jnp.linspace(-1, 1, int(np.prod(ODD))).reshape(ODD)
-
-    def loss(x, op):
-        return jnp.sum(run(op, {**batch, "image": x})["image"] * weights)
-
-    gx = nnx.grad(loss)(batch["image"], op)
-    assert np.isfinite(gx).all() and np.abs(gx).max() > 0
+    assert BATCH_CASES[name]().differentiable
+    testing.check_batch_operator(BATCH_CASES[name], mix_batch(np.float32, ODD), gradients=True)
 
 
 @pytest.mark.parametrize("name", BATCH_CASES)

@@ -51,7 +51,7 @@ from feedax._validate import (
 Batch = dict[str, jax.Array]
 
 
-class Pipeline(nnx.Module):
+class Pipeline(nnx.Module, pytree=False):
     """Batches of augmented records from a source, in an exact, resumable order.
 
     Each epoch visits every record exactly once, in a keyed permutation of ``(seed,
@@ -73,6 +73,10 @@ class Pipeline(nnx.Module):
     identity (random crops and resizes take their central window) and running statistics
     are frozen; batches keep their train shape. The pipeline owns its operators: building
     a second pipeline on operators another one holds raises (give it copies).
+
+    A pipeline is an NNX graph node (``nnx.state``, ``nnx.grad``, ``nnx.jit`` take it) but
+    not a JAX pytree, so that Orbax saves it through its own ``save`` / ``load`` (Orbax
+    v1's ``StatefulCheckpointable``); see :mod:`feedax.checkpoint`.
 
     Batches are dicts of ``jax.Array`` with one shape for the whole run. The remainder of
     an epoch (the last, partial batch): by default (``drop_remainder=None``) it is dropped
@@ -465,6 +469,34 @@ class Pipeline(nnx.Module):
           state: 80 B (nnx.state(pipe): what a checkpoint holds)
         """
         return summarize(self)
+
+    # -- Orbax v1's StatefulCheckpointable protocol ----------------------------------------
+
+    async def save(self, directory: Any) -> Any:
+        """Orbax v1: saves the state (taken now) into ``directory``, written by process 0.
+
+        ``ocp.v1.save_checkpointables(path, {"data": pipe, ...})`` calls it; use
+        :mod:`feedax.checkpoint` otherwise. Returns the write, for Orbax to await.
+        """
+        from feedax import _state_file
+
+        values = _state_file.snapshot(self)
+
+        async def write() -> None:
+            path = await directory.await_creation()
+            if jax.process_index() == 0:
+                _state_file.write(path, values)
+
+        return write()
+
+    async def load(self, directory: Any) -> Any:
+        """Orbax v1: loads the state saved by :meth:`save` into this pipeline, in place."""
+        from feedax import _state_file
+
+        async def read() -> None:
+            _state_file.read(directory, self, "Pipeline.load")
+
+        return read()
 
     # -- profiling -------------------------------------------------------------------------
 

@@ -38,7 +38,11 @@ class Source(nnx.Module, abc.ABC):
 
     @abc.abstractmethod
     def read(self, indices: np.ndarray) -> Batch:
-        """Returns the records at ``indices`` (int64, shape ``(k,)``), stacked per field."""
+        """Returns the records at ``indices`` (int64, shape ``(k,)``), stacked per field.
+
+        Called from several threads at once (read-ahead, thread workers): share no
+        scratch state between calls. ``feedax.testing.check_source`` checks it.
+        """
 
     def metadata(self, indices: np.ndarray, columns: Sequence[str]) -> Batch:
         """The values of ``columns`` for the records at ``indices`` (what a Filter reads).
