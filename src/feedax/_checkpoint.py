@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from typing import Any
 
 import jax
-import numpy as np
 from flax import nnx
 
+from feedax._digest import digest
 from feedax._errors import CheckpointError, StateMismatchError
 
 
@@ -88,25 +87,6 @@ def restore(directory: str | os.PathLike[str], /, **modules: Any) -> None:
 
 DIGEST_FILE = "feedax_digest.json"
 """Beside Orbax's files: a digest of each saved item, checked on restore."""
-
-
-def digest(tree: Any) -> str | None:
-    """A blake2b digest of a state's leaves: their paths, dtypes, shapes and bytes.
-
-    None if some leaf is not all on this process (a multi-host sharded array), where
-    Orbax's own checks are all there is.
-    """
-    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-    h = hashlib.blake2b(digest_size=16)
-    for path, leaf in leaves:
-        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
-            return None
-        if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-            leaf = jax.random.key_data(leaf)
-        value = np.asarray(jax.device_get(leaf))
-        h.update(f"{jax.tree_util.keystr(path)}|{value.dtype}|{value.shape}|".encode())
-        h.update(np.ascontiguousarray(value).tobytes())
-    return h.hexdigest()
 
 
 def _verify(path: str, restored: dict[str, Any]) -> None:

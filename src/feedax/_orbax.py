@@ -25,7 +25,7 @@ class PipelineHandler(ocp.CheckpointHandler):
         if args is None:
             raise ValueError("PipelineHandler.save: pass args=fx.checkpoint.Save(pipe).")
         if jax.process_index() == 0:
-            _state_file.write(directory, args.values)
+            _state_file.write_values(directory, args.values)
 
     def restore(self, directory: Any, args: Restore | None = None, *, item: Any = None) -> Any:
         """Loads the saved state into ``args.pipeline``, in place, and returns it."""

@@ -22,7 +22,7 @@ from feedax._pack import Pack, truncated
 from feedax._placement import DeviceData, auto_axes, local_rows, replicated
 from feedax._plan import Planner
 from feedax._prefetch import Prefetcher
-from feedax._profile import Profile, StageTimes
+from feedax._profile import Profile, StageTimes, run_profile
 from feedax._ranges import label_ranges, unit_range_fields
 from feedax._read import ID_FIELDS, Placement, record_id_fields
 from feedax._skip import SkipLog, record_skips
@@ -33,12 +33,12 @@ from feedax._state import (
     MixSchedule,
     Signature,
     TruncatedTokens,
-    operator_fingerprint,
+    components,
     signature,
 )
 from feedax._step import Position
 from feedax._stream import StreamSource
-from feedax._summary import Summary, summarize
+from feedax._summary import Summary, refuse_tabulate, summarize
 from feedax._validate import (
     check_arguments,
     check_eval_shape,
@@ -184,7 +184,7 @@ class Pipeline(nnx.Module, pytree=False):
         """The pipeline's Variables: cursor, signature, and what its options keep."""
         source = self.source
         self.cursor = Cursor(np.zeros(4, np.int64))
-        self.blueprint = Signature(signature(self._components(spec)))
+        self.blueprint = Signature(signature(components(self, spec)))
         if isinstance(source, Mix):
             self.mixture = MixSchedule(source.schedule(self._delivered(self._drops())))
         if self.on_error == "skip" and isinstance(source, Source):
@@ -205,29 +205,6 @@ class Pipeline(nnx.Module, pytree=False):
         n, sharding = len(source), self._device_sharding
         gather = Gather(data, n, self.batch_size, self.shuffle, self.seed, sharding)
         return _Gathering(gather, CompileAhead(self.operators, gather, spec))
-
-    def _components(self, spec: dict[str, jax.ShapeDtypeStruct]) -> dict[str, Any]:
-        """What this pipeline's stream depends on (see ``feedax._state.COMPONENTS``)."""
-        source, stream = self.source, isinstance(self.source, StreamSource)
-        return {
-            "source": (type(source).__qualname__, -1 if stream else len(source)),  # type: ignore[arg-type]
-            "fields": sorted((k, v.shape, str(v.dtype)) for k, v in spec.items()),
-            "order": (self.seed, self.shuffle),
-            "batching": (
-                self.batch_size,
-                self.drop_remainder,
-                None if self.pack is None else self.pack.config(),
-            ),
-            "host": None if self.host is None else self.host.name,
-            "operators": operator_fingerprint(self.operators),
-            "filter": None if self.filter is None else (self.filter.name, self.filter.columns),
-            "errors": (self.on_error, self.max_skip_fraction),
-            "mixture": [(s.name, len(s)) for s in source.sources]
-            if isinstance(source, Mix)
-            else None,
-            "window": self.shuffle_window,
-            "ids": self.record_ids,
-        }
 
     def __nnx_repr__(self) -> Iterator[Any]:
         # NNX prints arrays inside a module as Array(shape=...); the cursor's four numbers
@@ -348,7 +325,7 @@ class Pipeline(nnx.Module, pytree=False):
           epoch: the epoch whose augmentation to draw.
         """
         if "_nnx_tabulate_id" in vars(self):
-            _refuse_tabulate(self)
+            refuse_tabulate(self)
         return apply_operators(list(self.operators), batch, indices=indices, epoch=epoch)
 
     # -- iteration -------------------------------------------------------------------------
@@ -478,25 +455,15 @@ class Pipeline(nnx.Module, pytree=False):
         ``ocp.v1.save_checkpointables(path, {"data": pipe, ...})`` calls it; use
         :mod:`feedax.checkpoint` otherwise. Returns the write, for Orbax to await.
         """
-        from feedax import _state_file
+        from feedax._state_file import background_write
 
-        values = _state_file.snapshot(self)
-
-        async def write() -> None:
-            path = await directory.await_creation()
-            if jax.process_index() == 0:
-                _state_file.write(path, values)
-
-        return write()
+        return background_write(self, directory)
 
     async def load(self, directory: Any) -> Any:
         """Orbax v1: loads the state saved by :meth:`save` into this pipeline, in place."""
-        from feedax import _state_file
+        from feedax._state_file import background_read
 
-        async def read() -> None:
-            _state_file.read(directory, self, "Pipeline.load")
-
-        return read()
+        return background_read(self, directory)
 
     # -- profiling -------------------------------------------------------------------------
 
@@ -515,46 +482,7 @@ class Pipeline(nnx.Module, pytree=False):
         Example:
           >>> pipe.profile(10)  # doctest: +SKIP
         """
-        if not isinstance(n_batches, int) or n_batches < 1:
-            raise PipelineError(f"Pipeline.profile: n_batches must be >= 1, got {n_batches!r}.")
-        saved = nnx.clone(nnx.state(self))
-        times = StageTimes()
-        try:
-            stream = self._iterate(single_epoch=False, times=times)
-            jax.block_until_ready(next(stream))  # compile outside the measurement
-            times.clear()
-            for _ in range(n_batches):
-                next(stream)
-            stream.close()
-        finally:
-            nnx.update(self, saved)
-        profile = times.summary(self.batch_size)
-        if verbose:
-            print(profile)
-        return profile
-
-
-def _refuse_tabulate(pipe: Pipeline) -> None:
-    """Undoes ``nnx.tabulate``'s method patches, then raises: the pipeline stays usable.
-
-    ``nnx.tabulate`` (Flax 0.12) replaces the public methods of every module class it meets
-    and restores them only when its trace succeeds; applying a pipeline's operators builds
-    new modules it never met, so the trace would fail and leave those classes patched for
-    the rest of the process.
-    """
-    for node in [pipe, *(n for _, n in nnx.iter_graph(pipe))]:
-        cls = type(node)
-        for name, value in list(vars(cls).items()):
-            code = getattr(value, "__code__", None)
-            original = getattr(value, "__wrapped__", None)
-            if original is not None and code and code.co_filename.endswith("summary.py"):
-                setattr(cls, name, original)
-    raise PipelineError(
-        "nnx.tabulate cannot trace a feedax Pipeline (it rewrites the methods of the module "
-        "classes it meets, and applying the operators builds modules it has not met). Use "
-        "print(pipe.summary()) for the table of stages, shapes, randomness and state; the "
-        "pipeline is unchanged."
-    )
+        return run_profile(self, n_batches, verbose=verbose)
 
 
 class _Gathering:

@@ -8,6 +8,9 @@ from typing import Any
 
 import jax
 import numpy as np
+from flax import nnx
+
+from feedax._errors import PipelineError
 
 STAGES = ("host read", "transfer", "device compute", "consumer wait")
 
@@ -63,3 +66,24 @@ class StageTimes:
         ms = {stage: float(m) for stage, m in zip(STAGES, medians, strict=True)}
         bottleneck = max(STAGES[:3], key=lambda stage: ms[stage])
         return Profile(ms, len(self.rows) * batch_size / elapsed, bottleneck, len(self.rows))
+
+
+def run_profile(pipe: Any, n_batches: int, *, verbose: bool) -> Profile:
+    """``pipe.profile``: times ``n_batches`` batches after a warm-up, then restores the state."""
+    if not isinstance(n_batches, int) or n_batches < 1:
+        raise PipelineError(f"Pipeline.profile: n_batches must be >= 1, got {n_batches!r}.")
+    saved = nnx.clone(nnx.state(pipe))
+    times = StageTimes()
+    try:
+        stream = pipe._iterate(single_epoch=False, times=times)
+        jax.block_until_ready(next(stream))  # compile outside the measurement
+        times.clear()
+        for _ in range(n_batches):
+            next(stream)
+        stream.close()
+    finally:
+        nnx.update(pipe, saved)
+    profile = times.summary(pipe.batch_size)
+    if verbose:
+        print(profile)
+    return profile

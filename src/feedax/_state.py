@@ -134,3 +134,33 @@ def operator_fingerprint(operators: nnx.Module) -> list[tuple[Any, ...]]:
         )
         out.append((path, type(module).__qualname__, params))
     return out
+
+
+def components(pipe: Any, spec: dict[str, jax.ShapeDtypeStruct]) -> dict[str, Any]:
+    """What a pipeline's stream depends on: the parts its :class:`Signature` hashes.
+
+    Two pipelines whose components differ give different streams, so a state saved by
+    one must not be loaded into the other.
+    """
+    from feedax._sources.mix import Mix
+    from feedax._stream import StreamSource
+
+    source = pipe.source
+    stream = isinstance(source, StreamSource)
+    return {
+        "source": (type(source).__qualname__, -1 if stream else len(source)),
+        "fields": sorted((k, v.shape, str(v.dtype)) for k, v in spec.items()),
+        "order": (pipe.seed, pipe.shuffle),
+        "batching": (
+            pipe.batch_size,
+            pipe.drop_remainder,
+            None if pipe.pack is None else pipe.pack.config(),
+        ),
+        "host": None if pipe.host is None else pipe.host.name,
+        "operators": operator_fingerprint(pipe.operators),
+        "filter": None if pipe.filter is None else (pipe.filter.name, pipe.filter.columns),
+        "errors": (pipe.on_error, pipe.max_skip_fraction),
+        "mixture": [(s.name, len(s)) for s in source.sources] if isinstance(source, Mix) else None,
+        "window": pipe.shuffle_window,
+        "ids": pipe.record_ids,
+    }

@@ -16,7 +16,7 @@ import numpy as np
 from etils import epath
 from flax import nnx
 
-from feedax._checkpoint import digest
+from feedax._digest import digest
 from feedax._errors import CheckpointError, StateMismatchError
 
 VALUES = "pipeline_state.npz"
@@ -47,7 +47,7 @@ def _local(value: Any) -> np.ndarray:
     return np.asarray(jax.device_get(value))
 
 
-def write(directory: Any, values: dict[str, Any]) -> None:
+def write_values(directory: Any, values: dict[str, Any]) -> None:
     """Writes a :func:`snapshot` into ``directory`` (any path ``etils.epath`` opens)."""
     directory = epath.Path(directory)
     arrays = {k: v for k, v in values.items() if not k.endswith("#impl")}
@@ -129,3 +129,24 @@ def _npz_name(i: int) -> str:
 
 def _digest(arrays: dict[str, np.ndarray]) -> str | None:
     return digest(dict(sorted(arrays.items())))
+
+
+def background_write(module: Any, directory: Any) -> Any:
+    """Orbax v1's save: the state taken now, written (by process 0) when awaited."""
+    values = snapshot(module)
+
+    async def write() -> None:
+        path = await directory.await_creation()
+        if jax.process_index() == 0:
+            write_values(path, values)
+
+    return write()
+
+
+def background_read(module: Any, directory: Any) -> Any:
+    """Orbax v1's load: the state read into ``module`` when awaited."""
+
+    async def load() -> None:
+        read(directory, module, "Pipeline.load")
+
+    return load()

@@ -11,6 +11,7 @@ import numpy as np
 from flax import nnx
 
 from feedax._apply import traced_spec
+from feedax._errors import PipelineError
 from feedax._source import spec_text
 
 
@@ -145,3 +146,26 @@ def _bytes(n: int) -> str:
         if n >= scale:
             return f"{n / scale:.1f} {unit}"
     return f"{n} B"
+
+
+def refuse_tabulate(pipe: Any) -> None:
+    """Undoes ``nnx.tabulate``'s method patches, then raises: the pipeline stays usable.
+
+    ``nnx.tabulate`` (Flax 0.12) replaces the public methods of every module class it meets
+    and restores them only when its trace succeeds; applying a pipeline's operators builds
+    new modules it never met, so the trace would fail and leave those classes patched for
+    the rest of the process.
+    """
+    for node in [pipe, *(n for _, n in nnx.iter_graph(pipe))]:
+        cls = type(node)
+        for name, value in list(vars(cls).items()):
+            code = getattr(value, "__code__", None)
+            original = getattr(value, "__wrapped__", None)
+            if original is not None and code and code.co_filename.endswith("summary.py"):
+                setattr(cls, name, original)
+    raise PipelineError(
+        "nnx.tabulate cannot trace a feedax Pipeline (it rewrites the methods of the module "
+        "classes it meets, and applying the operators builds modules it has not met). Use "
+        "print(pipe.summary()) for the table of stages, shapes, randomness and state; the "
+        "pipeline is unchanged."
+    )
