@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import glob
 import importlib
 import os
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -45,39 +44,6 @@ def require(modules: Sequence[str], *, extra: str, user: str) -> list[ModuleType
                 f"installed ({error}). Install it with: pip install 'feedax[{extra}]'"
             ) from error
     return loaded
-
-
-def expand_paths(paths: PathLike | Iterable[PathLike], *, what: str, user: str) -> list[str]:
-    """Files named by ``paths``: a file, a glob pattern, a directory, or a list of those.
-
-    A directory contributes its files whose name contains ``what`` (e.g. ``".parquet"``),
-    sorted; a glob pattern contributes its sorted matches. The result keeps the order of
-    ``paths``, which fixes the record indices.
-    """
-    items = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
-    if not items:
-        raise SourceError(f"{user}: no files given. Pass a path, a glob pattern or a list.")
-    files: list[str] = []
-    for item in items:
-        path = os.fspath(item)
-        if os.path.isdir(path):
-            found = sorted(
-                os.path.join(path, f)
-                for f in os.listdir(path)
-                if what in f and os.path.isfile(os.path.join(path, f))
-            )
-        elif glob.has_magic(path):
-            found = sorted(f for f in glob.glob(path) if os.path.isfile(f))
-        elif os.path.isfile(path):
-            found = [path]
-        else:
-            raise SourceError(f"{user}: {path!r} does not exist. Check the path.")
-        if not found:
-            raise SourceError(
-                f"{user}: {path!r} matches no {what} file. Check the path or pattern."
-            )
-        files.extend(found)
-    return files
 
 
 class LazyHandles:

@@ -14,6 +14,7 @@ import glob
 import os
 from typing import Any
 
+from feedax._errors import SourceError
 from feedax._sources._common import require
 
 PathLike = str | os.PathLike[str]
@@ -30,6 +31,50 @@ def as_path(item: Any) -> str:
     if isinstance(full_name, str) and hasattr(item, "fs"):
         return full_name
     return os.fspath(item)
+
+
+def expand_paths(paths: Any, *, what: str, user: str) -> list[str]:
+    """Files named by ``paths``: a file, a glob pattern, a directory, or a list of those.
+
+    Each may be a local path, an fsspec URL or an fsspec ``OpenFile``. A directory
+    contributes its files whose name contains ``what`` (e.g. ``".parquet"``), sorted; a
+    glob pattern contributes its sorted matches. The result keeps the order of ``paths``,
+    which fixes the record indices. Listing happens here, once.
+    """
+    single = isinstance(paths, str | os.PathLike) or hasattr(paths, "full_name")
+    items = [paths] if single else list(paths)
+    if not items:
+        raise SourceError(f"{user}: no files given. Pass a path, a glob pattern or a list.")
+    files: list[str] = []
+    for item in items:
+        path = as_path(item)
+        if has_magic(path):
+            found = glob_files(path, user)
+        elif is_dir(path, user):
+            found = [f for f in list_dir(path, user, dirs=False) if what in _name(f)]
+        elif is_file(path, user):
+            found = [path]
+        else:
+            raise SourceError(f"{user}: {path!r} does not exist. Check the path.")
+        if not found:
+            raise SourceError(
+                f"{user}: {path!r} matches no {what} file. Check the path or pattern."
+            )
+        files.extend(found)
+    return files
+
+
+def local_only(path: str, user: str, why: str) -> None:
+    """Raises ``SourceError`` for a URL where a source needs a local file."""
+    if is_url(path):
+        raise SourceError(
+            f"{user}: {path!r} is not a local path; {why}. Copy the files to a local disk "
+            "first (fsspec.get, gsutil cp, ...)."
+        )
+
+
+def _name(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1]
 
 
 def _fs(url: str, user: str) -> tuple[Any, str]:

@@ -48,7 +48,7 @@ def length_index(
 
 def _cache_path(source: Any, field: str) -> str | None:
     files = getattr(source, "files", None)
-    if not files:
+    if not files or any("://" in f for f in files):  # remote: indexed in memory, each run
         return None
     stamp = repr([(f, os.path.getsize(f), os.path.getmtime(f)) for f in files])
     key = hashlib.blake2b(f"{stamp}{field}".encode(), digest_size=8).hexdigest()

@@ -18,7 +18,6 @@ from feedax._sources._common import (
     Spec,
     check_spec,
     empty_batch,
-    expand_paths,
     fit_value,
     group_by,
     locate,
@@ -28,6 +27,7 @@ from feedax._sources._common import (
     spec_repr,
     starts_of,
 )
+from feedax._sources._files import as_path, expand_paths, local_only
 from feedax._sources.codec import decode_record, encode_record
 
 Parser = Callable[[bytes], Mapping[str, Any]]
@@ -241,6 +241,8 @@ class ArrayRecordSource(FilesSource[_Readers]):
             parse = decode_record
         elif not callable(parse):
             raise SourceError(f"{name}: parse must be callable (bytes -> dict), got {parse!r}.")
+        for item in [paths] if isinstance(paths, str | os.PathLike) else list(paths):
+            local_only(as_path(item), name, "array_record's reader opens local files only")
         files = expand_paths(paths, what="array_record", user=name)
         if counts is not None:
             held = _check_counts(counts, files, name)

@@ -11,6 +11,7 @@ import numpy as np
 
 from feedax._errors import SourceError
 from feedax._sources._common import require
+from feedax._sources._files import open_file
 
 _FIX = "The file is corrupt or not an image: re-encode it or remove it from the dataset"
 
@@ -126,7 +127,7 @@ class DecodeImage:
         if isinstance(value, str | os.PathLike):
             path = os.fspath(value)
             try:
-                with open(path, "rb") as f:
+                with open_file(path, "DecodeImage") as f:
                     return f.read(), f"file {path!r}"
             except OSError as error:
                 raise SourceError(

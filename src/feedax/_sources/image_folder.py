@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 
 import jax
@@ -11,6 +10,7 @@ import numpy as np
 from feedax._errors import SourceError
 from feedax._source import Batch, Source
 from feedax._sources._common import OBJECT, PathLike
+from feedax._sources._files import as_path, find, is_dir, list_dir
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 
@@ -59,11 +59,12 @@ class ImageFolderSource(Source):
         name: str = "ImageFolderSource",
     ):
         self.name = name
-        root = os.fspath(root)
-        if not os.path.isdir(root):
+        root = as_path(root)
+        if not is_dir(root, name):
             raise SourceError(f"{name}: {root!r} is not a directory. Pass the dataset's root.")
         endings = tuple(e.lower() for e in extensions)
-        classes = sorted(e.name for e in os.scandir(root) if e.is_dir())
+        folders = list_dir(root, name, dirs=True)
+        classes = [f.rstrip("/").rsplit("/", 1)[-1] for f in folders]
         if not classes:
             raise SourceError(
                 f"{name}: {root!r} has no sub-folders. Put each class's images in "
@@ -71,8 +72,8 @@ class ImageFolderSource(Source):
             )
         paths: list[str] = []
         labels: list[int] = []
-        for label, cls in enumerate(classes):
-            found = _images(os.path.join(root, cls), endings)
+        for label, folder in enumerate(folders):
+            found = [f for f in find(folder, name) if f.lower().endswith(endings)]
             paths += found
             labels += [label] * len(found)
         if not paths:
@@ -116,11 +117,3 @@ class ImageFolderSource(Source):
         indices = np.asarray(indices, dtype=np.int64)
         self._check_indices(indices)
         return {"path": self._files.paths[indices], "label": self._files.labels[indices]}
-
-
-def _images(folder: str, endings: tuple[str, ...]) -> list[str]:
-    found = []
-    for directory, subdirs, files in os.walk(folder, followlinks=True):
-        subdirs.sort()
-        found += [os.path.join(directory, f) for f in sorted(files) if f.lower().endswith(endings)]
-    return found

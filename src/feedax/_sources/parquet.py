@@ -21,13 +21,13 @@ from feedax._sources._common import (
     batch_spec,
     check_declared,
     empty_batch,
-    expand_paths,
     group_by,
     locate,
     require,
     span,
     starts_of,
 )
+from feedax._sources._files import expand_paths, is_url, open_file
 
 Columns = dict[str, np.ndarray]
 
@@ -73,7 +73,7 @@ class _RowGroups(LazyHandles):
     def open(self, file: int) -> Any:
         handles = self.local.__dict__.setdefault("files", {})
         if file not in handles:
-            handles[file] = _modules("ParquetSource").ParquetFile(self.files[file])
+            handles[file] = _parquet_file(_modules("ParquetSource"), self.files[file])
         return handles[file]
 
     def load(self, group: int, convert: Any) -> Columns:
@@ -95,6 +95,11 @@ class _RowGroups(LazyHandles):
 
     def __repr__(self) -> str:
         return f"ParquetRowGroups({len(self.files)} files, {len(self.groups)} row groups)"
+
+
+def _parquet_file(pq: Any, path: str) -> Any:
+    """A ``ParquetFile`` over a local path, or over an fsspec file for a URL."""
+    return pq.ParquetFile(open_file(path, "ParquetSource") if is_url(path) else path)
 
 
 def _schema_problem(schema: Any, schema0: Any, columns: list[str], first: str) -> str | None:
@@ -184,7 +189,7 @@ class ParquetSource(FilesSource[_RowGroups]):
         damaged: dict[int, str] = {}  # file -> why its rows cannot be read
         for k, file in enumerate(files):
             try:
-                meta = pq.ParquetFile(file)
+                meta = _parquet_file(pq, file)
                 schema = meta.schema_arrow
                 sizes = [meta.metadata.row_group(g).num_rows for g in range(meta.num_row_groups)]
             except Exception as error:

@@ -9,7 +9,6 @@ a host stage.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
@@ -23,11 +22,11 @@ from feedax._sources._common import (
     FilesSource,
     LazyHandles,
     PathLike,
-    expand_paths,
     locate,
     record_error,
     starts_of,
 )
+from feedax._sources._files import expand_paths, open_file, size
 
 CHUNK = 1 << 24
 """Bytes read at once while indexing a file."""
@@ -37,7 +36,7 @@ def line_starts(path: str) -> np.ndarray:
     """Byte offsets of the lines of ``path`` (empty trailing line excluded), then its size."""
     starts = [np.zeros(1, np.int64)]
     size = 0
-    with open(path, "rb") as file:
+    with open_file(path) as file:
         while chunk := file.read(CHUNK):
             newlines = np.flatnonzero(np.frombuffer(chunk, np.uint8) == 10)
             starts.append(newlines.astype(np.int64) + size + 1)
@@ -59,7 +58,7 @@ class _TextStore(LazyHandles):
         self.files = files
         self.spec = spec
         if unit == "file":
-            self.bounds = [np.array([0, os.path.getsize(f)], np.int64) for f in files]
+            self.bounds = [np.array([0, size(f, "TextSource")], np.int64) for f in files]
         else:
             self.bounds = [line_starts(f) for f in files]
         self.starts = starts_of([len(b) - 1 for b in self.bounds])
@@ -77,7 +76,7 @@ class _TextStore(LazyHandles):
         with self.lock:
             handle = self.handles.get(file)
             if handle is None:
-                handle = self.handles[file] = open(self.files[file], "rb")  # noqa: SIM115
+                handle = self.handles[file] = open_file(self.files[file])
             handle.seek(int(lo))
             return handle.read(int(hi - lo))
 

@@ -18,6 +18,7 @@ from feedax._errors import SourceError
 from feedax._ragged import Ragged
 from feedax._source import Batch, Source, select
 from feedax._sources._common import PathLike
+from feedax._sources._files import local_only
 
 TOKENS, OFFSETS = "tokens.npy", "offsets.npy"
 
@@ -144,6 +145,7 @@ class _Flat:
 
 def _load(value: Any, name: str, what: str) -> np.ndarray:
     if isinstance(value, str | os.PathLike):
+        local_only(os.fspath(value), name, "its token files are memory-mapped")
         if not os.path.isfile(value):
             raise SourceError(f"{name}: no {what} file at {os.fspath(value)!r}. Check the path.")
         return np.load(value, mmap_mode="r")
