@@ -200,3 +200,18 @@ def test_a_label_outside_one_hots_classes_is_named(on_device):
     pipe = fx.Pipeline(source, [fx.Sequential([fx.OneHot(4)])], batch_size=4)  # nested: found
     with pytest.raises(fx.PipelineError, match=r"record index 6 holds the label 7, outside \[0, 4"):
         list(pipe.epoch())
+
+
+def test_next_on_a_pipeline_points_to_iter_and_epoch():
+    pipe = fx.Pipeline(fx.ArraySource({"x": np.arange(4)}), batch_size=2)
+    with pytest.raises(TypeError, match=r"iter\(pipe\).*pipe\.epoch\(\)"):
+        next(pipe)
+
+
+def test_pyproject_license_is_an_spdx_string():
+    # A table (license = {text = ...}) makes setuptools warn on every install.
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    assert project["project"]["license"] == "Apache-2.0"

@@ -117,6 +117,7 @@ def test_record_ids_under_a_mix_name_the_source():
         ]
         np.testing.assert_array_equal(np.asarray(batch["x"]), originals)
     assert set(source.tolist()) <= {0, 1}
+    assert [mix.names[s] for s in (0, 1)] == ["a", "b"]
 
 
 def test_record_ids_errors(tmp_path):

@@ -111,6 +111,11 @@ class Mix(Source):
         )
         return f"mix of {parts}"
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The mixed sources' names, by position: what a batch's ``"source"`` field indexes."""
+        return tuple(s.name for s in self.sources)
+
     def split(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Global record ids as (position of the source in ``sources``, index in it)."""
         return locate(np.asarray(self._offsets), np.asarray(ids, np.int64))
