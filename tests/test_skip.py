@@ -87,7 +87,7 @@ def test_too_many_bad_records_raise_with_the_indices():
     pipe = pipeline(limit=0.05)  # 2 of 40 allowed, 3 are bad
     with pytest.raises(
         fx.SourceError,
-        match=r"raw: 3 of 40 records are bad, more than "
+        match=r"raw: 3 of 40 records of epoch 0 are bad, more than "
         r"max_skip_fraction=0.05 allows \(2\)",
     ):
         epoch_batches(pipe)
@@ -169,3 +169,49 @@ def test_a_skip_pipeline_builds_when_its_first_records_are_bad():
         make(fails_on_the_first_two, on_error="raise")
     with pytest.raises(fx.HostStageError, match=f"failed on each of the first {N} records"):
         make(always_fails)
+
+
+def _every_tenth_fails(record, ctx):
+    if ctx.index % 10 == 0:
+        raise ValueError(f"record {ctx.index} is bad")
+    return {"x": np.asarray(record["x"])}
+
+
+def _skip_pipeline(n, limit=0.2):
+    return fx.Pipeline(
+        fx.ArraySource({"x": np.arange(n, dtype=np.int32)}, name="tenths"),
+        batch_size=16,
+        host=fx.HostMap(_every_tenth_fails, workers=0),
+        on_error="skip",
+        max_skip_fraction=limit,
+        drop_remainder=False,
+    )
+
+
+def _state_bytes(pipe):
+    return sum(np.asarray(v.get_value()).nbytes for _, v in nnx.to_flat_state(nnx.state(pipe)))
+
+
+def test_the_skip_state_stays_small_whatever_the_source_size():
+    assert _state_bytes(_skip_pipeline(1_000)) == _state_bytes(_skip_pipeline(10_000_000)) < 1024
+
+
+def test_every_skip_is_counted_the_first_64_listed_and_resume_keeps_the_count():
+    pipe = _skip_pipeline(1_000)
+    for _ in pipe.epoch():
+        pass
+    assert pipe.skipped_count == 100
+    assert pipe.skipped_indices == list(range(0, 640, 10))
+    partial = _skip_pipeline(1_000)
+    it = iter(partial)
+    for _ in range(20):
+        next(it)
+    fresh = _skip_pipeline(1_000)
+    nnx.update(fresh, nnx.clone(nnx.state(partial)))
+    assert fresh.skipped_count == partial.skipped_count > 0
+    for _ in fresh.epoch():
+        pass
+    assert fresh.skipped_count == 100 and fresh.skipped_indices == pipe.skipped_indices
+    for _ in zip(range(3), fresh.epoch(), strict=False):  # a new epoch counts afresh
+        pass
+    assert 0 < fresh.skipped_count < 10

@@ -25,7 +25,7 @@ from feedax._prefetch import Prefetcher
 from feedax._profile import Profile, StageTimes, run_profile
 from feedax._ranges import label_ranges, unit_range_fields
 from feedax._read import ID_FIELDS, Placement, record_id_fields
-from feedax._skip import SkipLog, record_skips
+from feedax._skip import SkipLog, empty_log, record_skips
 from feedax._source import Source
 from feedax._sources.mix import Mix
 from feedax._state import (
@@ -106,10 +106,11 @@ class Pipeline(nnx.Module, pytree=False):
       on_error: ``"raise"`` (default): a bad record (failed read or host stage, wrong
         shape) raises an error naming it. ``"skip"``: it is left out and the batch is filled
         with the next good records in the order, so batches stay full and the stream is
-        the same in every run; skipped indices are kept in the state
-        (``pipe.skipped_indices``). Single process only.
-      max_skip_fraction: under ``"skip"``, raise once more than this fraction of the
-        source's records have been skipped.
+        the same in every run; the state counts them and lists the first 64 of each
+        epoch (``pipe.skipped_count``, ``pipe.skipped_indices``), a few hundred bytes
+        whatever the source's size. Single process only.
+      max_skip_fraction: under ``"skip"``, raise once one epoch has skipped more than
+        this fraction of the source's records.
       shuffle_window: for a :class:`StreamSource`: shuffle within consecutive windows of
         this many records (a bounded buffer whose state is the cursor); 0: stream order.
       record_ids: add the field ``"index"`` (each row's index in its source; a stream's
@@ -188,8 +189,7 @@ class Pipeline(nnx.Module, pytree=False):
         if isinstance(source, Mix):
             self.mixture = MixSchedule(source.schedule(self._delivered(self._drops())))
         if self.on_error == "skip" and isinstance(source, Source):
-            capacity = int(self.max_skip_fraction * len(source))
-            self.skipped = SkipLog(np.full(capacity, -1, np.int64))
+            self.skipped = SkipLog(empty_log())
         if self.pack is not None and self.pack.long == "truncate":
             self.truncated = TruncatedTokens(np.zeros((), np.int64))
 
@@ -297,11 +297,19 @@ class Pipeline(nnx.Module, pytree=False):
 
     @property
     def skipped_indices(self) -> list[int]:
-        """Indices of the records skipped as bad so far (``on_error="skip"``)."""
+        """The records skipped as bad in the latest epoch that skipped any (``on_error="skip"``).
+
+        The first 64 of them, in the order met; :attr:`skipped_count` counts them all.
+        """
         if self.on_error != "skip":
             return []
-        log = np.asarray(self.skipped[...])
-        return log[log >= 0].tolist()
+        listed = np.asarray(self.skipped[...])[2:]
+        return listed[listed >= 0].tolist()
+
+    @property
+    def skipped_count(self) -> int:
+        """How many records the latest epoch that skipped any has skipped so far."""
+        return int(np.asarray(self.skipped[...])[1]) if self.on_error == "skip" else 0
 
     @property
     def position(self) -> tuple[int, int]:
@@ -401,7 +409,7 @@ class Pipeline(nnx.Module, pytree=False):
                     if times is not None:
                         times.add(received - asked, loaded, received, batch)
                     if step.skipped:
-                        self._record_skips(step.skipped)
+                        self._record_skips(step.skipped, step.epoch)
                     if step.segments is not None and hasattr(self, "truncated"):
                         cut = truncated(step.segments)
                         self.truncated.set_value(np.asarray(self.truncated[...]) + cut)
@@ -414,10 +422,9 @@ class Pipeline(nnx.Module, pytree=False):
                     if not _unchanged(self.cursor, mine) or self._holders.mode(self) != mode:
                         break  # a state was loaded, or a mode changed: re-plan from the cursor
 
-    def _record_skips(self, skipped: tuple[int, ...]) -> None:
-        n = len(self.source)  # type: ignore[arg-type]
-        name = self.source.name
-        record_skips(self.skipped, skipped, n=n, limit=self.max_skip_fraction, name=name)
+    def _record_skips(self, skipped: tuple[int, ...], epoch: int) -> None:
+        n, name, limit = len(self.source), self.source.name, self.max_skip_fraction  # type: ignore[arg-type]
+        record_skips(self.skipped, skipped, epoch=epoch, n=n, limit=limit, name=name)
 
     # -- inspection ------------------------------------------------------------------------
 

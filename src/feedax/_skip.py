@@ -16,13 +16,25 @@ from feedax._read import Placement
 from feedax._step import Loaded, Position, Step
 from feedax._workers import OK, HostExecutor, read_checked
 
+LISTED = 64
+"""How many skipped indices the state lists (per epoch); all of them are counted."""
+
 
 class SkipLog(nnx.Variable):
-    """Indices of the records skipped as bad, ``-1`` in unused slots (fixed capacity).
+    """The records skipped as bad in the current epoch: ``[epoch, count, i_0 .. i_63]``.
 
-    Its capacity is the most records the policy may skip, so the state keeps one shape
-    for a checkpoint; past it the pipeline raises.
+    int64 of shape ``(2 + LISTED,)`` whatever the source's size: the epoch it counts, how
+    many records that epoch skipped, and the first ``LISTED`` of their indices (``-1`` in
+    unused slots). Which records are skipped is a function of the data and the order, so
+    a new epoch starts the count again (and meets the same bad records).
     """
+
+
+def empty_log() -> np.ndarray:
+    """A :class:`SkipLog` value with nothing skipped."""
+    log = np.full(2 + LISTED, -1, np.int64)
+    log[:2] = 0
+    return log
 
 
 class SkipReader:
@@ -127,23 +139,32 @@ class _Row:
 
 
 def record_skips(
-    log: SkipLog, skipped: tuple[int, ...], *, n: int, limit: float, name: str
+    log: SkipLog, skipped: tuple[int, ...], *, epoch: int, n: int, limit: float, name: str
 ) -> None:
-    """Adds ``skipped`` to ``log`` (once each); raises once more than ``limit * n`` are bad."""
+    """Counts ``skipped`` (in ``epoch``) in ``log``; raises once more than ``limit * n`` are bad."""
     if not skipped:
         return
     current = np.asarray(log[...])
-    known = set(current[current >= 0].tolist())
-    new = [i for i in dict.fromkeys(skipped) if i not in known]
-    if not new:
-        return
-    total = len(known) + len(new)
-    if total > len(current):
+    if current.shape != (2 + LISTED,):
         raise SourceError(
-            f"{name}: {total} of {n} records are bad, more than max_skip_fraction={limit} "
-            f"allows ({len(current)}); the latest: {new[:10]}. Fix the data, or raise "
-            "max_skip_fraction if losing them is acceptable."
+            f"{name}: the skip log has shape {current.shape}, expected {(2 + LISTED,)}; it was "
+            "saved by an older feedax. Restore the state into a pipeline of the same version."
         )
-    updated = current.copy()
-    updated[len(known) : total] = new
+    updated = current.copy() if int(current[0]) == epoch else empty_log()
+    updated[0] = epoch
+    count = int(updated[1])
+    new = list(dict.fromkeys(skipped))
+    listed = updated[2:]
+    free = np.flatnonzero(listed < 0)[: len(new)]
+    listed[free] = new[: len(free)]
+    updated[1] = count + len(new)
+    allowed = int(limit * n)
+    if updated[1] > allowed:
+        shown = listed[listed >= 0].tolist()
+        raise SourceError(
+            f"{name}: {int(updated[1])} of {n} records of epoch {epoch} are bad, more than "
+            f"max_skip_fraction={limit} allows ({allowed}); the first: {shown[:10]}, the "
+            f"latest: {new[:10]}. Fix the data, or raise max_skip_fraction if losing them "
+            "is acceptable."
+        )
     log.set_value(updated)
