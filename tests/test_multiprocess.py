@@ -73,3 +73,36 @@ def test_orbax_checkpoint_of_two_processes_restores_on_one(two_process_run, tmp_
     resumed = iter(one)
     for _ in range(STEPS - SAVE_STEP):
         np.testing.assert_array_equal(host(next(resumed))["id"], host(next(it))["id"])
+
+
+def test_a_dead_peer_stops_the_survivor_at_its_first_collective():
+    """What holds when one process dies (documented in the README): feedax does not
+    detect it, but the survivor's next step that needs the peer (any collective) fails or
+    is aborted by JAX's heartbeat, so it never trains on for long."""
+    import subprocess
+    import sys
+    import time
+
+    from multihost import free_port
+
+    worker = Path(__file__).parent / "multihost_peer_death.py"
+    port = free_port()
+    env = {k: v for k, v in __import__("os").environ.items() if k != "XLA_FLAGS"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(worker), str(port), str(i)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    start = time.monotonic()
+    survivor = procs[0].communicate(timeout=120)[0]
+    procs[1].wait(timeout=30)
+    assert procs[1].returncode == -9  # SIGKILL
+    assert procs[0].returncode != 0, survivor[-2000:]
+    assert time.monotonic() - start < 90
+    steps = [line for line in survivor.splitlines() if line.startswith("step ")]
+    assert 3 <= len(steps) <= 5, survivor[-2000:]  # at most a step or two past the death

@@ -215,3 +215,26 @@ def test_every_skip_is_counted_the_first_64_listed_and_resume_keeps_the_count():
     for _ in zip(range(3), fresh.epoch(), strict=False):  # a new epoch counts afresh
         pass
     assert 0 < fresh.skipped_count < 10
+
+
+def test_a_record_that_kills_its_worker_process_is_skipped_and_the_run_goes_on():
+    import time
+
+    from host_fns import BAD_INDEX, dies_on_bad
+
+    pipe = fx.Pipeline(
+        fx.ArraySource(raw_records(N), name="raw"),
+        batch_size=8,
+        shuffle=True,
+        seed=3,
+        drop_remainder=False,
+        host=fx.HostMap(dies_on_bad, workers=2, backend="process"),
+        on_error="skip",
+        max_skip_fraction=0.1,
+    )
+    start = time.monotonic()
+    for epoch in range(2):  # the second epoch meets it again, with fresh workers
+        ids = np.concatenate([b["id"][b["valid"]] for b in map(host, pipe.epoch())])
+        assert sorted(ids.tolist()) == sorted(set(range(N)) - {BAD_INDEX}), epoch
+        assert pipe.skipped_indices == [BAD_INDEX] and pipe.skipped_count == 1
+    assert time.monotonic() - start < 120

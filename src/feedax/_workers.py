@@ -156,6 +156,7 @@ class HostExecutor:
         self._started: Any = None  # process workers that finished starting
         self._payload: str | None = None  # the file process workers load their work from
         self._shm: list[shared_memory.SharedMemory] = []
+        self.restarts = 0  # process pools replaced after a record killed a worker (skip)
 
     def _start(self) -> None:
         """Starts the workers, unless they run already (kept from an earlier ``map``)."""
@@ -280,7 +281,14 @@ class HostExecutor:
                 left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
                 future.result(timeout=left)
         except cf.process.BrokenProcessPool as error:
-            raise self._died(indices, epoch) from error
+            if not self.skip or self._payload is None:
+                raise self._died(indices, epoch) from error
+            # Under the skip policy a record that kills its worker is one more bad record:
+            # run the batch's records alone to find it, then carry on with fresh workers.
+            if shared is not None:
+                self._release(shared[0])
+            self._restart()
+            return self._one_by_one(indices, epoch)
         except cf.TimeoutError as error:
             self._abandon()
             raise HostStageError(
@@ -299,6 +307,43 @@ class HostExecutor:
             out = {k: v.copy() for k, v in views.items()}  # the block is freed: keep no view
             del views
             self._release(shm)
+        return out
+
+    def _restart(self) -> None:
+        """Replaces a broken process pool with fresh workers (same payload)."""
+        broken, self._pool = self._pool, None
+        if broken is not None:
+            broken.shutdown(wait=False, cancel_futures=True)
+        self._started = mp.get_context("spawn").Value("i", 0)
+        self._pool = self._processes(self.stage.workers, self._started)
+        self.restarts += 1
+
+    def _one_by_one(self, indices: np.ndarray, epoch: int) -> HostRecord:
+        """The batch's records each run alone in a worker; one that kills it is not OK."""
+        out = {k: np.zeros((len(indices), *s.shape), s.dtype) for k, s in self.spec.items()}
+        pool: cf.ProcessPoolExecutor | None = None
+        try:
+            for j, index in enumerate(indices.tolist()):
+                if pool is None:
+                    pool = self._processes(1, mp.get_context("spawn").Value("i", 0))
+                _, (shm, layout) = self._alloc(1)
+                args = (np.array([index]), epoch, self.training, self.seed, True)
+                try:
+                    job = pool.submit(_fill_shared, shm.name, layout, range(1), *args)
+                    job.result(timeout=self.stage.timeout)
+                    views = _views(shm, layout)
+                    for field, view in views.items():
+                        out[field][j] = view[0]
+                    del views
+                except cf.process.BrokenProcessPool:  # this record kills its worker
+                    out[OK][j] = False
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    pool = None
+                finally:
+                    self._release(shm)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
         return out
 
     def _release(self, shm: shared_memory.SharedMemory) -> None:
@@ -320,11 +365,9 @@ class HostExecutor:
             for key, indices, epoch in items:
                 pending.append((key, indices, epoch, self._submit(indices, epoch)))
                 if len(pending) >= self.read_ahead:
-                    key0, indices0, epoch0, submitted = pending.popleft()
-                    yield key0, self._collect(indices0, epoch0, submitted)
+                    yield self._next(pending)
             while pending:
-                key0, indices0, epoch0, submitted = pending.popleft()
-                yield key0, self._collect(indices0, epoch0, submitted)
+                yield self._next(pending)
             failed = False
         except GeneratorExit:  # the consumer stopped early (a finished epoch, a break)
             failed = False
@@ -341,6 +384,19 @@ class HostExecutor:
                     self._release(shared[0])  # only this call's blocks
             if failed or not self.keep:
                 self.close()
+
+    def _next(self, pending: collections.deque[Any]) -> tuple[Any, HostRecord]:
+        """Collects the oldest batch; after a pool restart, resubmits the ones behind it."""
+        key, indices, epoch, submitted = pending.popleft()
+        restarts = self.restarts
+        out = self._collect(indices, epoch, submitted)
+        if self.restarts != restarts:  # they went to the broken pool: submit them again
+            for _, _, _, (_, shared, _) in pending:
+                if shared is not None and shared[0] in self._shm:
+                    self._release(shared[0])
+            for i, (k, idx, e, _) in enumerate(list(pending)):
+                pending[i] = (k, idx, e, self._submit(idx, e))
+        return key, out
 
     def _abandon(self) -> None:
         """Stops workers stuck in a record: processes are killed, threads left behind."""
