@@ -238,3 +238,14 @@ def test_a_record_that_kills_its_worker_process_is_skipped_and_the_run_goes_on()
         assert sorted(ids.tolist()) == sorted(set(range(N)) - {BAD_INDEX}), epoch
         assert pipe.skipped_indices == [BAD_INDEX] and pipe.skipped_count == 1
     assert time.monotonic() - start < 120
+
+
+def test_skip_pipelines_keep_their_process_workers_across_epochs():
+    pipe = pipeline(workers=2, backend="process")
+    first = epoch_batches(pipe)
+    executor = pipe._feed.reader._executor
+    workers = set(executor._pool._processes)
+    second = epoch_batches(pipe)
+    assert executor._pool is not None and set(executor._pool._processes) == workers
+    assert [b["id"].tolist() for b in first] != [b["id"].tolist() for b in second]
+    assert sorted(pipe.skipped_indices) == sorted(BAD)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -54,24 +55,30 @@ class SkipReader:
         self.spec = spec
         self.placement = placement
         self.read_ahead = read_ahead
+        self._executor: HostExecutor | None = None
 
     def load(self, candidates: Iterator[Step], at: Position, drop: bool) -> Iterator[Loaded]:
-        """Steps of good records from ``at`` on; ``candidates`` are the plan's from ``at``."""
-        executor = None
-        if self.host is not None:
-            executor = HostExecutor(
-                self.host, self.source, self.spec, read_ahead=self.read_ahead, skip=True
-            )
+        """Steps of good records from ``at`` on; ``candidates`` are the plan's from ``at``.
+
+        The host stage's workers start once and are kept for the next iterations (epochs),
+        as :class:`feedax._read.HostReader` keeps them.
+        """
         requests = ((step, step.indices[step.valid], step.epoch) for step in candidates)  # type: ignore[index]
-        if executor is None:
+        if self.host is None:
             chunks: Iterator[Any] = ((s, read_checked(self.source, i)) for s, i, _ in requests)
         else:
-            chunks = executor.map(requests)
-        try:
-            yield from self._assemble(chunks, at, drop)
-        finally:
-            if executor is not None:
-                executor.close()
+            if self._executor is None:
+                self._executor = HostExecutor(
+                    self.host,
+                    self.source,
+                    self.spec,
+                    read_ahead=self.read_ahead,
+                    skip=True,
+                    keep=True,
+                )
+                weakref.finalize(self, self._executor.close)
+            chunks = self._executor.map(requests)
+        yield from self._assemble(chunks, at, drop)
 
     def _assemble(self, chunks: Iterator[Any], at: Position, drop: bool) -> Iterator[Loaded]:
         size = self.placement.batch_size
