@@ -237,6 +237,11 @@ def small(ops=None, *, batch_size=4, **kw):
         (lambda: small(batch_size=5), "batch_size, drop_remainder or the packing"),
         (lambda: small([fx.RandomFlip(p=0.3, rngs=nnx.Rngs(augment=0))]), "the operators"),
         (lambda: fx.Pipeline(images_source(21), batch_size=4), "the source"),
+        (lambda: small(drop_remainder=True), "batch_size, drop_remainder or the packing"),
+        (
+            lambda: small([fx.RandomFlip(rngs=nnx.Rngs(augment=0)), fx.Invert()]),
+            "the operators",
+        ),
     ],
 )
 def test_state_mismatch_names_what_differs(other, what):
@@ -253,3 +258,12 @@ def test_checkpoint_restore_of_another_pipeline_raises_state_mismatch(tmp_path):
     with pytest.raises(fx.StateMismatchError, match="saved by a different pipeline") as error:
         fx.checkpoint.restore(tmp_path / "a", pipeline=small([]))
     assert "partial_restore" not in str(error.value)  # never Orbax's internal advice
+
+
+def test_a_stream_with_another_shuffle_window_raises_state_mismatch():
+    def stream(window):
+        records = lambda: ({"x": np.float32(i)} for i in range(40))  # noqa: E731
+        return fx.Pipeline(fx.StreamSource(records), batch_size=4, shuffle_window=window)
+
+    with pytest.raises(fx.StateMismatchError, match="shuffle_window"):
+        nnx.update(stream(10), nnx.state(stream(20)))

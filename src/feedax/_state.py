@@ -162,5 +162,4 @@ def components(pipe: Any, spec: dict[str, jax.ShapeDtypeStruct]) -> dict[str, An
         "errors": (pipe.on_error, pipe.max_skip_fraction),
         "mixture": [(s.name, len(s)) for s in source.sources] if isinstance(source, Mix) else None,
         "window": pipe.shuffle_window,
-        "ids": pipe.record_ids,
     }
