@@ -12,6 +12,6 @@ if __name__ == "__main__":
     pipe = fx.Pipeline(fx.ArraySource(raw_records(40), name="raw"), batch_size=8, host=stage)
     batches = iter(pipe)  # kept alive: its workers run until the process dies
     next(batches)
-    print("ready", flush=True)
+    print("ready", pipe._feed.reader._executor._payload, flush=True)
     sys.stdout.close()
     time.sleep(600)  # killed by the test long before

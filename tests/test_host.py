@@ -225,7 +225,8 @@ def test_process_workers_exit_when_their_parent_is_killed():
         [sys.executable, str(here / "orphan_parent.py")], stdout=subprocess.PIPE, env=env
     )
     try:
-        assert parent.stdout.readline().decode().strip() == "ready"
+        ready, payload = parent.stdout.readline().decode().split()
+        assert ready == "ready" and os.path.exists(payload)
         workers = _children(parent.pid)
         assert len(workers) >= 2, f"the parent's children are {workers}"
     finally:
@@ -247,6 +248,7 @@ def test_process_workers_exit_when_their_parent_is_killed():
     for pid in left:  # clean up what this test started, then fail
         os.kill(pid, signal.SIGKILL)
     assert not left, f"workers {left} outlived their killed parent"
+    assert not os.path.exists(payload), "the workers left their payload file behind"
 
 
 def test_process_workers_are_kept_across_epochs():

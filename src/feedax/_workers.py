@@ -432,7 +432,7 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(payload: str, started: Any, parent: int) -> None:
-    _exit_with_parent(parent)
+    _exit_with_parent(parent, payload)
     with open(payload, "rb") as file:
         source, fn, spec = pickle.load(file)
     _WORKER.update(source=source, fn=fn, spec=spec, shm={})
@@ -440,11 +440,12 @@ def _init_worker(payload: str, started: Any, parent: int) -> None:
         started.value += 1
 
 
-def _exit_with_parent(parent: int, every: float = 0.5) -> None:
+def _exit_with_parent(parent: int, payload: str, every: float = 0.5) -> None:
     """Ends this worker once its parent is gone (killed by OOM or preemption, say).
 
     A parent that dies without cleaning up leaves its workers to the init process; each
-    worker notices within ``every`` seconds and exits, so restarts do not pile them up.
+    worker notices within ``every`` seconds, removes the payload file the parent would
+    have removed, and exits, so restarts pile up neither processes nor files.
     (The kernel's parent-death signal is not used: it fires when the *thread* that
     started the worker ends, which a read-ahead thread does at every epoch.)
     """
@@ -452,6 +453,8 @@ def _exit_with_parent(parent: int, every: float = 0.5) -> None:
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(every)
+        with contextlib.suppress(OSError):  # another worker may have removed it first
+            os.unlink(payload)
         os._exit(0)
 
     threading.Thread(target=watch, daemon=True, name="feedax-parent-watch").start()
