@@ -276,3 +276,42 @@ def test_a_stalled_record_times_out_naming_its_batch_and_stops_the_workers():
     assert time.monotonic() - start < 40
     with pytest.raises(fx.PipelineError, match="timeout must be None or > 0"):
         fx.HostMap(decode, timeout=0)
+
+
+def test_ctrl_c_ends_a_job_whose_host_stage_hangs_promptly():
+    """SIGINT while waiting on a stalled process worker: the job ends within seconds, and
+    its workers with it (the stage's 600 s timeout is far away)."""
+    import os
+    import pathlib
+    import signal
+    import subprocess
+    import sys
+
+    here = pathlib.Path(__file__).parent
+    env = {**os.environ, "PYTHONPATH": f"{here}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    job = subprocess.Popen(
+        [sys.executable, str(here / "interrupted_parent.py"), "process"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    try:
+        assert job.stdout.readline().strip() == "started"
+        time.sleep(8)  # the workers start and the hanging record is reached
+        workers = _children(job.pid)
+        job.send_signal(signal.SIGINT)
+        start = time.monotonic()
+        _, err = job.communicate(timeout=60)
+        assert time.monotonic() - start < 20, "Ctrl-C took too long"
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert "KeyboardInterrupt" in err
+    time.sleep(2)
+    assert not [
+        p
+        for p in workers
+        if pathlib.Path(f"/proc/{p}").exists()
+        and "zombie" not in pathlib.Path(f"/proc/{p}/status").read_text()
+    ]

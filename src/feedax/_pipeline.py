@@ -47,6 +47,7 @@ from feedax._validate import (
     operator_list,
     record_spec,
 )
+from feedax._workers import stop_host_work
 
 Batch = dict[str, jax.Array]
 
@@ -394,7 +395,8 @@ class Pipeline(nnx.Module, pytree=False):
             # On-device data has no host work to run ahead: a thread would only add a
             # hand-over per batch.
             depth = 0 if self._gather is not None else self.prefetch
-            with Prefetcher(self._feed.load(at, self._drops()), depth) as ready:
+            feed = self._feed.load(at, self._drops())
+            with Prefetcher(feed, depth, on_stuck=stop_host_work) as ready:
                 while True:
                     asked = time.perf_counter()
                     loaded = next(ready, None)

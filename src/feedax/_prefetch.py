@@ -7,7 +7,7 @@ import queue
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar, cast
 
 T = TypeVar("T")
@@ -40,9 +40,15 @@ class Prefetcher(Generic[T]):
       [0, 1, 2]
     """
 
-    def __init__(self, items: Iterator[T], depth: int):
+    def __init__(
+        self,
+        items: Iterator[T],
+        depth: int,
+        on_stuck: Callable[[threading.Thread], None] | None = None,
+    ):
         self._items = items
         self._depth = depth
+        self._on_stuck = on_stuck
         self._stop = threading.Event()
         self._queue: queue.Queue[object] = queue.Queue(maxsize=max(depth, 1))
         self._thread: threading.Thread | None = None
@@ -95,19 +101,33 @@ class Prefetcher(Generic[T]):
     def close(self, wait: float = 10.0) -> None:
         """Stops the producer thread and drops what it had read ahead.
 
-        Waits at most ``wait`` seconds for the producer: one stuck inside a host function
-        is left behind (a daemon thread), so Ctrl-C or an error still ends the iteration.
+        Waits at most ``wait`` seconds for the producer. One still running then is stuck
+        (inside a host function, say): ``on_stuck(thread)`` is called (the pipeline stops
+        its process workers, which frees the thread), and after at most ``wait`` more
+        seconds the thread is left behind (a daemon), so Ctrl-C or an error still ends
+        the iteration.
         """
         self._stop.set()
         if self._thread is None:
             self._close_items()
-        elif self._thread is not threading.current_thread():
-            deadline = time.monotonic() + wait
-            while self._thread.is_alive() and time.monotonic() < deadline:
-                try:
-                    self._queue.get_nowait()
-                except queue.Empty:
-                    self._thread.join(timeout=0.05)
+        elif (
+            self._thread is not threading.current_thread()
+            and not self._drain(wait)
+            and self._on_stuck is not None
+        ):
+            self._on_stuck(self._thread)
+            self._drain(wait)
+
+    def _drain(self, wait: float) -> bool:
+        """Empties the queue until the producer ends or ``wait`` passes; whether it ended."""
+        assert self._thread is not None
+        deadline = time.monotonic() + wait
+        while self._thread.is_alive() and time.monotonic() < deadline:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                self._thread.join(timeout=0.05)
+        return not self._thread.is_alive()
 
     def __enter__(self) -> Prefetcher[T]:
         return self

@@ -13,6 +13,7 @@ import pickle
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Mapping
 from multiprocessing import shared_memory
 from typing import Any, TypeVar
@@ -124,6 +125,20 @@ def read_checked(source: Any, indices: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
+_MAPPING: weakref.WeakKeyDictionary[HostExecutor, threading.Thread] = weakref.WeakKeyDictionary()
+
+
+def stop_host_work(thread: threading.Thread) -> None:
+    """Stops the process workers of the host stages ``thread`` is waiting on (it is stuck).
+
+    Their results then fail at once, so the thread ends; workers of thread pools cannot be
+    stopped (Python threads cannot be killed).
+    """
+    for executor, owner in list(_MAPPING.items()):
+        if owner is thread:
+            executor.abandon()
+
+
 class HostExecutor:
     """Maps a :class:`HostMap` over batches of record indices, ``read_ahead`` batches ahead.
 
@@ -157,6 +172,7 @@ class HostExecutor:
         self._payload: str | None = None  # the file process workers load their work from
         self._shm: list[shared_memory.SharedMemory] = []
         self.restarts = 0  # process pools replaced after a record killed a worker (skip)
+        self._stopped = False  # abandon() was called: no restart until the next map
 
     def _start(self) -> None:
         """Starts the workers, unless they run already (kept from an earlier ``map``)."""
@@ -272,6 +288,7 @@ class HostExecutor:
     ) -> HostRecord:
         out, shared, futures = submitted
         limit = self.stage.timeout
+        self._await_start(futures)  # the time limit is for records, not for spawning
         deadline = None if limit is None else time.monotonic() + limit
         try:
             for future in futures:
@@ -281,6 +298,11 @@ class HostExecutor:
                 left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
                 future.result(timeout=left)
         except cf.process.BrokenProcessPool as error:
+            if self._stopped:
+                raise HostStageError(
+                    f"host stage {self.stage.name!r}: its workers were stopped (the iteration "
+                    f"was closed while records {indices.tolist()} were being processed)."
+                ) from error
             if not self.skip or self._payload is None:
                 raise self._died(indices, epoch) from error
             # Under the skip policy a record that kills its worker is one more bad record:
@@ -290,7 +312,7 @@ class HostExecutor:
             self._restart()
             return self._one_by_one(indices, epoch)
         except cf.TimeoutError as error:
-            self._abandon()
+            self.abandon()
             raise HostStageError(
                 f"host stage {self.stage.name!r} took more than {limit:g} s on records "
                 f"{indices.tolist()} of source {self.source.name!r} (epoch {epoch}), so the "
@@ -308,6 +330,18 @@ class HostExecutor:
             del views
             self._release(shm)
         return out
+
+    def _await_start(self, futures: list[Any], most: float = 300.0) -> None:
+        """Waits until the process workers have started (or a job ended: they died)."""
+        if self._started is None:
+            return
+        # Workers are spawned as jobs arrive: as many as this batch's jobs need.
+        needed = min(self.stage.workers, sum(isinstance(f, cf.Future) for f in futures))
+        until = time.monotonic() + most
+        while self._started.value < needed and time.monotonic() < until:
+            if any(isinstance(f, cf.Future) and f.done() for f in futures):
+                return
+            time.sleep(0.01)
 
     def _restart(self) -> None:
         """Replaces a broken process pool with fresh workers (same payload)."""
@@ -358,7 +392,9 @@ class HostExecutor:
         reuses them) unless it ends in an error; otherwise they stop with it.
         """
         self.training = not self.stage.deterministic  # the mode of this iteration
+        self._stopped = False
         self._start()
+        _MAPPING[self] = threading.current_thread()
         pending: collections.deque[tuple[T, np.ndarray, int, Any]] = collections.deque()
         failed = True
         try:
@@ -382,6 +418,7 @@ class HostExecutor:
                                 future.result()  # a running one finishes before its memory goes
                 if shared is not None and shared[0] in self._shm:
                     self._release(shared[0])  # only this call's blocks
+            _MAPPING.pop(self, None)
             if failed or not self.keep:
                 self.close()
 
@@ -398,8 +435,9 @@ class HostExecutor:
                 pending[i] = (k, idx, e, self._submit(idx, e))
         return key, out
 
-    def _abandon(self) -> None:
+    def abandon(self) -> None:
         """Stops workers stuck in a record: processes are killed, threads left behind."""
+        self._stopped = True
         pool, self._pool = self._pool, None
         if isinstance(pool, cf.ProcessPoolExecutor):
             for process in list(getattr(pool, "_processes", {}).values()):
