@@ -215,3 +215,11 @@ def test_pyproject_license_is_an_spdx_string():
 
     project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
     assert project["project"]["license"] == "Apache-2.0"
+
+
+def test_a_fractional_seed_and_a_lone_operator_are_named():
+    source = fx.ArraySource({"image": np.zeros((8, 4, 4, 3), np.uint8)})
+    with pytest.raises(fx.PipelineError, match=r"seed must be an int, got 1\.5"):
+        fx.Pipeline(source, batch_size=2, seed=1.5)
+    with pytest.raises(fx.PipelineError, match=r"got one RandomFlip\. Pass \[op\]"):
+        fx.Pipeline(source, fx.RandomFlip(rngs=nnx.Rngs(augment=0)), batch_size=2)

@@ -235,8 +235,15 @@ class HostExecutor:
                     self._pool.submit(_fill_shared, shm.name, layout, range(a, b), *args)
                     for a, b in pieces
                 ]
-            except (OSError, cf.process.BrokenProcessPool) as error:  # a worker died starting
-                raise self._died(indices) from error
+            except (OSError, cf.process.BrokenProcessPool) as error:
+                if not self.skip or self._started is None or not self._started.value:
+                    raise self._died(indices) from error  # the workers died starting
+                # A worker died on an earlier batch: that batch's collection restarts the
+                # pool and submits this one again (the skip policy's recovery).
+                self._release(shm)
+                broken: cf.Future[None] = cf.Future()
+                broken.set_exception(cf.process.BrokenProcessPool(str(error)))
+                return None, None, [broken]
         return out, shared, futures
 
     def _died(self, indices: np.ndarray, epoch: int | None = None) -> HostStageError:
