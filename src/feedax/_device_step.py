@@ -165,3 +165,11 @@ class CompileAhead:
     def wait(self) -> None:
         """Returns once the compilation has finished."""
         self._thread.join()
+
+
+class Gathering:
+    """A plain holder of an on-device pipeline's gather and its compilation ahead."""
+
+    def __init__(self, gather: Gather, ahead: CompileAhead):
+        self.gather = gather
+        self.ahead = ahead

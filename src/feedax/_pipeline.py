@@ -12,7 +12,7 @@ from flax import nnx
 from flax.nnx import reprlib
 
 from feedax._apply import AnyOperator, apply_operators, traced_spec
-from feedax._device_step import VALID, CompileAhead, DeviceStep, Gather
+from feedax._device_step import VALID, CompileAhead, DeviceStep, Gather, Gathering
 from feedax._errors import PipelineError, StateMismatchError
 from feedax._feed import Feed, build_feed, packed_feed, plan_of
 from feedax._filter import Filter
@@ -194,7 +194,7 @@ class Pipeline(nnx.Module, pytree=False):
         if self.pack is not None and self.pack.long == "truncate":
             self.truncated = TruncatedTokens(np.zeros((), np.int64))
 
-    def _start_gathering(self, spec: dict[str, jax.ShapeDtypeStruct]) -> _Gathering | None:
+    def _start_gathering(self, spec: dict[str, jax.ShapeDtypeStruct]) -> Gathering | None:
         """For on-device data: compile the step now, in the background, as the data uploads."""
         source = self.source
         if not isinstance(source, Source) or not source.on_device or self.host is not None:
@@ -205,7 +205,7 @@ class Pipeline(nnx.Module, pytree=False):
         data = DeviceData(columns, self._device_sharding)
         n, sharding = len(source), self._device_sharding
         gather = Gather(data, n, self.batch_size, self.shuffle, self.seed, sharding)
-        return _Gathering(gather, CompileAhead(self.operators, gather, spec))
+        return Gathering(gather, CompileAhead(self.operators, gather, spec))
 
     def __nnx_repr__(self) -> Iterator[Any]:
         # NNX prints arrays inside a module as Array(shape=...); the cursor's four numbers
@@ -459,11 +459,7 @@ class Pipeline(nnx.Module, pytree=False):
     # -- Orbax v1's StatefulCheckpointable protocol ----------------------------------------
 
     async def save(self, directory: Any) -> Any:
-        """Orbax v1: saves the state (taken now) into ``directory``, written by process 0.
-
-        ``ocp.v1.save_checkpointables(path, {"data": pipe, ...})`` calls it; use
-        :mod:`feedax.checkpoint` otherwise. Returns the write, for Orbax to await.
-        """
+        """Orbax v1 (``ocp.v1.save_checkpointables``): the state, taken now, to write."""
         from feedax._state_file import background_write
 
         return background_write(self, directory)
@@ -492,14 +488,6 @@ class Pipeline(nnx.Module, pytree=False):
           >>> pipe.profile(10)  # doctest: +SKIP
         """
         return run_profile(self, n_batches, verbose=verbose)
-
-
-class _Gathering:
-    """A plain holder of an on-device pipeline's gather and its compilation ahead."""
-
-    def __init__(self, gather: Gather, ahead: CompileAhead):
-        self.gather = gather
-        self.ahead = ahead
 
 
 def _unchanged(cursor: Cursor, mine: np.ndarray) -> bool:

@@ -16,7 +16,8 @@ from feedax._host import HostMap
 from feedax._ranges import check_labels
 from feedax._sources.mix import Mix
 from feedax._step import Loaded, Step
-from feedax._workers import HostExecutor, read_or_explain
+from feedax._worker_side import read_or_explain
+from feedax._workers import HostExecutor
 
 Spec = Mapping[str, jax.ShapeDtypeStruct]
 

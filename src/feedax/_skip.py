@@ -15,7 +15,8 @@ from feedax._errors import SourceError
 from feedax._host import HostMap
 from feedax._read import Placement
 from feedax._step import Loaded, Position, Step
-from feedax._workers import OK, HostExecutor, read_checked
+from feedax._worker_side import OK, read_checked
+from feedax._workers import HostExecutor
 
 LISTED = 64
 """How many skipped indices the state lists (per epoch); all of them are counted."""
