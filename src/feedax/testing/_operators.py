@@ -57,16 +57,9 @@ def check_operator(
       >>> check_operator(lambda: fx.Solarize(0.5), batch)
     """
     batch = {k: jnp.asarray(v) for k, v in batch.items()}
-    n = _records(batch, field)
-    op = make()
+    n = len(batch[field]) if field in batch else 0
+    op, out = _same_key_same_output(make, batch, field, touches)
     name = type(op).__name__
-    out = _run(op, batch)
-    again = _run(make(), batch)
-    for f in out:
-        expect(np.array_equal(out[f], again[f]), f"{name}: same key, different output in {f!r}")
-    mine = {field, *touches, *getattr(op, "fields", ())}
-    for f in set(batch) - mine:
-        expect(np.array_equal(out[f], batch[f]), f"{name}: changed field {f!r}, not its own")
     _check_spec(op, batch, out, name)
     _check_finite(out, name)
     if nnx.state(op, nnx.RngState):
@@ -108,17 +101,11 @@ def check_batch_operator(
       >>> check_batch_operator(lambda: fx.MixUp(0.4, rngs=nnx.Rngs(augment=0)), batch)
     """
     batch = {k: jnp.asarray(v) for k, v in batch.items()}
-    _records(batch, field)
-    op = make()
+    op, out = _same_key_same_output(make, batch, field, (label,))
     name = type(op).__name__
-    out = _run(op, batch)
-    again = _run(make(), batch)
     for f in out:
-        expect(np.array_equal(out[f], again[f]), f"{name}: same key, different output in {f!r}")
         expect(out[f].shape == batch[f].shape, f"{name}: {f!r} changed shape")
         expect(out[f].dtype == batch[f].dtype, f"{name}: {f!r} changed dtype")
-    for f in set(batch) - {field, label}:
-        expect(np.array_equal(out[f], batch[f]), f"{name}: changed field {f!r}, not its own")
     _check_finite(out, name)
     later = _run(op, batch, epoch=1)
     expect(
@@ -145,11 +132,22 @@ def _run(op: Any, batch: dict[str, jax.Array], epoch: int = 0, indices: Any = No
     }
 
 
-def _records(batch: dict[str, jax.Array], field: str) -> int:
+def _same_key_same_output(
+    make: Callable[[], Any], batch: dict[str, jax.Array], field: str, touches: Sequence[str]
+) -> tuple[Any, dict[str, np.ndarray]]:
+    """A fresh operator and its output, checked equal to a second one's; other fields kept."""
     expect(field in batch, f"check: the batch has no field {field!r}; it has {sorted(batch)}")
     n = len(batch[field])
     expect(n >= 4, f"check: give at least 4 records (identical-record draws), got {n}")
-    return n
+    op = make()
+    name = type(op).__name__
+    out = _run(op, batch)
+    again = _run(make(), batch)
+    for f in out:
+        expect(np.array_equal(out[f], again[f]), f"{name}: same key, different output in {f!r}")
+    for f in set(batch) - {field, *touches, *getattr(op, "fields", ())}:
+        expect(np.array_equal(out[f], batch[f]), f"{name}: changed field {f!r}, not its own")
+    return op, out
 
 
 def _floating(x: jax.Array) -> bool:
