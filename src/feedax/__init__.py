@@ -2,6 +2,7 @@
 
 from feedax import checkpoint, functional
 from feedax._apply import apply_operators
+from feedax._block_order import BlockShuffle
 from feedax._context import BATCH_AXIS, RecordContext
 from feedax._errors import (
     CheckpointError,
@@ -79,6 +80,7 @@ __all__ = [
     "ArraySource",
     "AutoContrast",
     "BatchOperator",
+    "BlockShuffle",
     "Brightness",
     "BrightnessContrast",
     "CenterCrop",

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from feedax._block_order import BlockOrder, BlockShuffle
 from feedax._filter import Filter
 from feedax._host import HostMap, Mapped
 from feedax._order import EpochOrder
@@ -55,19 +56,28 @@ class SkipFeed:
 
 
 def order_of(
-    source: Any, *, seed: int, shuffle: bool, schedule: Callable[[], np.ndarray] | None
+    source: Any,
+    *,
+    seed: int,
+    shuffle: bool | BlockShuffle,
+    schedule: Callable[[], np.ndarray] | None,
 ) -> Locate:
     """The keyed order of ``source``: a mixture's schedule, or the Feistel permutation."""
     if isinstance(source, Mix):
         assert schedule is not None
-        return source.order(schedule(), seed=seed, shuffle=shuffle)
+        return source.order(
+            schedule(), seed=seed, shuffle=bool(shuffle)
+        )  # a Mix never has a BlockShuffle (checked)
     n = len(source)
-    orders: dict[int, EpochOrder] = {}
+    orders: dict[int, EpochOrder | BlockOrder] = {}
 
     def locate(epoch: int, positions: np.ndarray) -> tuple[np.ndarray, None]:
         if epoch not in orders:
             orders.clear()  # one epoch at a time: its round keys, derived once
-            orders[epoch] = EpochOrder(n, seed=seed, epoch=epoch, shuffle=shuffle)
+            if isinstance(shuffle, BlockShuffle):
+                orders[epoch] = BlockOrder(n, shuffle, seed=seed, epoch=epoch)
+            else:
+                orders[epoch] = EpochOrder(n, seed=seed, epoch=epoch, shuffle=shuffle)
         return orders[epoch](positions), None
 
     return locate
@@ -78,7 +88,7 @@ def plan_of(
     *,
     batch_size: int,
     seed: int,
-    shuffle: bool,
+    shuffle: bool | BlockShuffle,
     filter: Filter | None,
     schedule: Callable[[], np.ndarray] | None,
     on_device: bool,
@@ -95,7 +105,7 @@ def plan_of(
 
 
 def _order_factory(
-    source: Any, seed: int, shuffle: bool, schedule: Callable[[], np.ndarray] | None
+    source: Any, seed: int, shuffle: bool | BlockShuffle, schedule: Callable[[], np.ndarray] | None
 ) -> Callable[[], Locate]:
     """Makes the order afresh at each start of an iteration (a schedule may have moved)."""
 

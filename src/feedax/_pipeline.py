@@ -12,6 +12,7 @@ from flax import nnx
 from flax.nnx import reprlib
 
 from feedax._apply import AnyOperator, apply_operators, traced_spec
+from feedax._block_order import BlockShuffle
 from feedax._device_step import VALID, CompileAhead, DeviceStep, Gather, Gathering
 from feedax._errors import PipelineError, StateMismatchError
 from feedax._feed import Feed, build_feed, packed_feed, plan_of
@@ -88,7 +89,9 @@ class Pipeline(nnx.Module, pytree=False):
       source: where records come from.
       operators: one-record operators applied in order on the device.
       batch_size: records per batch, summed over all processes and devices.
-      shuffle: visit records in a new pseudo-random order each epoch.
+      shuffle: visit records in a new pseudo-random order each epoch; a
+        :class:`BlockShuffle` shuffles blocks of consecutive records, then records within
+        windows of blocks (for chunked files).
       seed: the seed of the order.
       drop_remainder: None (default): drop the last partial batch of an epoch in train
         mode, pad it in eval mode; True: always drop; False: always pad.
@@ -139,7 +142,7 @@ class Pipeline(nnx.Module, pytree=False):
         operators: Sequence[AnyOperator] = (),
         *,
         batch_size: int,
-        shuffle: bool = False,
+        shuffle: bool | BlockShuffle = False,
         seed: int = 0,
         drop_remainder: bool | None = None,
         sharding: jax.sharding.Sharding | None = None,
@@ -158,7 +161,8 @@ class Pipeline(nnx.Module, pytree=False):
         self.source, self.host, self.filter, self.pack = source, host, filter, pack
         self.operators = nnx.List(operator_list(operators))
         claim(self, [(f"operators[{i}]", op) for i, op in enumerate(self.operators)])
-        self.batch_size, self.shuffle, self.seed = batch_size, bool(shuffle), int(seed)
+        self.shuffle = shuffle if isinstance(shuffle, BlockShuffle) else bool(shuffle)
+        self.batch_size, self.seed = batch_size, int(seed)
         self.drop_remainder, self.prefetch, self.on_error = drop_remainder, prefetch, on_error
         self.max_skip_fraction, self.shuffle_window = float(max_skip_fraction), shuffle_window
         self.sharding = sharding
@@ -204,7 +208,7 @@ class Pipeline(nnx.Module, pytree=False):
         # The upload is lazy (the first read of device_columns' arrays), so it overlaps XLA.
         data = DeviceData(columns, self._device_sharding)
         n, sharding = len(source), self._device_sharding
-        gather = Gather(data, n, self.batch_size, self.shuffle, self.seed, sharding)
+        gather = Gather(data, n, self.batch_size, bool(self.shuffle), self.seed, sharding)
         return Gathering(gather, CompileAhead(self.operators, gather, spec))
 
     def __nnx_repr__(self) -> Iterator[Any]:
@@ -240,7 +244,7 @@ class Pipeline(nnx.Module, pytree=False):
                 host=self.host,
                 batch_size=self.batch_size,
                 seed=self.seed,
-                shuffle=self.shuffle,
+                shuffle=bool(self.shuffle),  # never a BlockShuffle (checked)
                 filter=self.filter,
                 schedule=schedule,
                 placement=self._placement,

@@ -11,6 +11,7 @@ import numpy as np
 from flax import nnx
 
 from feedax._apply import AnyOperator, traced_spec
+from feedax._block_order import BlockShuffle
 from feedax._device_step import VALID
 from feedax._errors import HostStageError, PipelineError
 from feedax._filter import Filter
@@ -36,7 +37,7 @@ def check_arguments(
     prefetch: Any,
     on_error: Any,
     max_skip_fraction: Any,
-    shuffle: bool,
+    shuffle: Any,
     shuffle_window: Any,
     host: Any,
     filter: Any,
@@ -104,6 +105,12 @@ def check_arguments(
             f"{type(sharding).__name__}. Use NamedSharding(mesh, PartitionSpec('data'))."
         )
     _check_kind(source, shuffle, shuffle_window, on_error, host, filter, batch_size, drop_remainder)
+    if isinstance(shuffle, BlockShuffle):
+        _check_block_shuffle(source, pack)
+    elif not isinstance(shuffle, bool | np.bool_):
+        raise PipelineError(
+            f"Pipeline: shuffle must be True, False or an fx.BlockShuffle, got {shuffle!r}."
+        )
     if pack is not None:
         _check_pack(source, pack, host, on_error)
 
@@ -127,6 +134,21 @@ def check_record_ids(record_ids: Any, source: Any, spec: Spec, pack: Any) -> boo
             f"have ({sorted(spec)}). Rename that field (a host stage, or the source's column)."
         )
     return True
+
+
+def _check_block_shuffle(source: Any, pack: Any) -> None:
+    """A block shuffle orders one random-access source's records, read on the host."""
+    if not isinstance(source, Source) or isinstance(source, Mix) or source.on_device:
+        kind = "on-device data" if isinstance(source, Source) else type(source).__name__
+        raise PipelineError(
+            f"Pipeline: shuffle=fx.BlockShuffle(...) orders the records of one random-access "
+            f"source read on the host (a Parquet file, say), not {kind}. Use shuffle=True "
+            "(a Mix shuffles each source with shuffle=True; on-device data reads no blocks)."
+        )
+    if pack is not None:
+        raise PipelineError(
+            "Pipeline: packing plans rows over a fully shuffled order; use shuffle=True with pack=."
+        )
 
 
 def _check_pack(source: Any, pack: Any, host: Any, on_error: str) -> None:

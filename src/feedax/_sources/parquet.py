@@ -121,7 +121,8 @@ class ParquetSource(FilesSource[_RowGroups]):
     decompression), decodes it to NumPy and keeps the last ``cache_row_groups`` of them
     per process (LRU). Shuffled access thus costs about one row-group read per record once
     the dataset is much larger than the cache: write files with small row groups (e.g.
-    ``row_group_size=1000``) for random access, or read unshuffled.
+    ``row_group_size=1000``) for random access, shuffle by blocks of row groups
+    (``Pipeline(shuffle=fx.BlockShuffle(row_group_size, window))``), or read unshuffled.
 
     Columns become fields: numbers as arrays, nested lists of fixed length as extra
     dimensions, binary and string as ``object`` (a host stage must turn them into arrays).
