@@ -62,3 +62,21 @@ def test_device_order_is_bit_identical_to_the_host_order(n):
     host = fx.EpochOrder(n, seed=7, epoch=3)(np.arange(n))
     device = jax.jit(lambda p, k: permute(jnp, p, k, n))(jnp.arange(n, dtype=jnp.uint32), keys)
     np.testing.assert_array_equal(np.asarray(device), host)
+
+
+@pytest.mark.parametrize("n", [1, 300, 50_000])
+def test_the_chunked_order_equals_the_order_for_any_request(n):
+    from feedax._order import ChunkedOrder, EpochOrder
+
+    order = EpochOrder(n, seed=4, epoch=2)
+    chunked = ChunkedOrder(order, chunk=1024)
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        start = int(rng.integers(0, n))
+        width = int(rng.choice([1, 256, 2000]))
+        consecutive = np.arange(start, min(start + width, n))
+        scattered = rng.integers(0, n, 17)
+        for positions in (consecutive, scattered, consecutive[::-1]):
+            np.testing.assert_array_equal(chunked(positions), order(positions))
+    with pytest.raises(IndexError):
+        chunked(np.array([n]))

@@ -11,7 +11,7 @@ import numpy as np
 from feedax._block_order import BlockOrder, BlockShuffle
 from feedax._filter import Filter
 from feedax._host import HostMap, Mapped
-from feedax._order import EpochOrder
+from feedax._order import ChunkedOrder, EpochOrder
 from feedax._pack import Pack, PackPlan
 from feedax._packed_rows import PackedReader
 from feedax._plan import Locate, Planner, RowPlan
@@ -69,7 +69,7 @@ def order_of(
             schedule(), seed=seed, shuffle=bool(shuffle)
         )  # a Mix never has a BlockShuffle (checked)
     n = len(source)
-    orders: dict[int, EpochOrder | BlockOrder] = {}
+    orders: dict[int, ChunkedOrder | BlockOrder] = {}
 
     def locate(epoch: int, positions: np.ndarray) -> tuple[np.ndarray, None]:
         if epoch not in orders:
@@ -77,7 +77,8 @@ def order_of(
             if isinstance(shuffle, BlockShuffle):
                 orders[epoch] = BlockOrder(n, shuffle, seed=seed, epoch=epoch)
             else:
-                orders[epoch] = EpochOrder(n, seed=seed, epoch=epoch, shuffle=shuffle)
+                order = EpochOrder(n, seed=seed, epoch=epoch, shuffle=shuffle)
+                orders[epoch] = ChunkedOrder(order)
         return orders[epoch](positions), None
 
     return locate

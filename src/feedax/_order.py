@@ -124,3 +124,38 @@ class EpochOrder:
         if not self.shuffle:
             return positions.copy()
         return permute(np, positions.astype(np.uint32), self.keys, self.n).astype(np.int64)
+
+
+class ChunkedOrder:
+    """An :class:`EpochOrder` computed ``chunk`` consecutive positions at a time, cached.
+
+    A batch asks for a few hundred consecutive positions; the Feistel rounds cost mostly
+    NumPy's per-call overhead at that size, so computing the next ``chunk`` positions in
+    one call and serving batches from them is about ten times cheaper per batch. Any
+    other request (scattered or wider than a chunk) is computed directly.
+
+    Example:
+      >>> order = EpochOrder(1000, seed=0, epoch=0)
+      >>> chunked = ChunkedOrder(order, chunk=256)
+      >>> bool((chunked(np.arange(100, 132)) == order(np.arange(100, 132))).all())
+      True
+    """
+
+    def __init__(self, order: EpochOrder, chunk: int = 1 << 14):
+        self.order = order
+        self.chunk = chunk
+        self._start = 0
+        self._cached = np.zeros(0, np.int64)
+
+    def __call__(self, positions: np.ndarray) -> np.ndarray:
+        """The record indices at ``positions``, as ``order(positions)`` gives them."""
+        p = np.asarray(positions, dtype=np.int64)
+        if p.size == 0 or not self.order.shuffle:
+            return self.order(p)
+        lo, hi = int(p.min()), int(p.max())
+        if hi - lo >= self.chunk or lo < 0 or hi >= self.order.n:
+            return self.order(p)  # out-of-range positions raise there
+        if lo < self._start or hi >= self._start + len(self._cached):
+            end = min(lo + self.chunk, self.order.n)
+            self._start, self._cached = lo, self.order(np.arange(lo, end))
+        return self._cached[p - self._start]
