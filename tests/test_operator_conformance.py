@@ -70,7 +70,11 @@ CASES = [
             20, translate=(0.2, 0.1), scale=(0.8, 1.2), shear=(-10, 10, -5, 5), rngs=rngs()
         ),
     ),
-    Case("Pad", lambda: fx.Pad((1, 2, 3, 0), mode="reflect"), lambda s: (s[0] + 2, s[1] + 4, s[2])),
+    Case(
+        "Pad",
+        lambda: fx.Pad((1, 2, 3, 0), padding_mode="reflect"),
+        lambda s: (s[0] + 2, s[1] + 4, s[2]),
+    ),
     # Colour.
     Case("Brightness", lambda: fx.Brightness(0.5, learnable=True, rngs=rngs()), unit=True),
     Case("Contrast", lambda: fx.Contrast(0.5, learnable=True, rngs=rngs()), unit=True),

@@ -43,7 +43,7 @@ def batch(n=8, dtype=np.uint8):
 
 @pytest.mark.parametrize("mode", ["constant", "edge", "reflect", "symmetric"])
 def test_pad_matches_numpy(mode):
-    op = fx.Pad((3, 1, 2, 5), mode=mode, fill=1.0)  # left, top, right, bottom
+    op = fx.Pad((3, 1, 2, 5), padding_mode=mode, fill=1.0)  # left, top, right, bottom
     out = np.asarray(one(op, IMG))
     kw = {"constant_values": 255} if mode == "constant" else {}
     np.testing.assert_array_equal(out, np.pad(IMG, ((1, 5), (3, 2), (0, 0)), mode=mode, **kw))
@@ -241,7 +241,7 @@ SPATIAL = [
         lambda: fx.RandomCrop(40, padding=4, fields=("mask",), rngs=nnx.Rngs(augment=0)),
     ),
     ("CenterCrop", lambda: fx.CenterCrop(30, fields=("mask",))),
-    ("Pad", lambda: fx.Pad(3, mode="reflect", fields=("mask",))),
+    ("Pad", lambda: fx.Pad(3, padding_mode="reflect", fields=("mask",))),
     ("Resize", lambda: fx.Resize((20, 33), method="nearest", fields=("mask",))),
     ("RandomFlip", lambda: fx.RandomFlip(fields=("mask",), rngs=nnx.Rngs(augment=0))),
     (

@@ -16,7 +16,7 @@ BAD = [
     (lambda: fx.RandomCrop(4, fields=("image",), rngs=r()), "fields must be a sequence of other"),
     (lambda: fx.CenterCrop((4, 0)), "size must be positive"),
     (lambda: fx.Pad(-1), "padding must be an int >= 0"),
-    (lambda: fx.Pad(1, mode="mirror"), "mode must be 'constant'"),
+    (lambda: fx.Pad(1, padding_mode="mirror"), "padding_mode must be 'constant'"),
     (lambda: fx.Resize(8, method="area"), "method must be 'nearest'"),
     (lambda: fx.Resize((8,)), "size must be positive"),
     (

@@ -45,7 +45,7 @@ def _gallery_ops(rngs: nnx.Rngs) -> dict[str, Callable[[str], Any]]:
         "RandomAffine": lambda f: fx.RandomAffine(
             20, translate=(0.2, 0.2), scale=(0.7, 1.2), shear=15, field=f, rngs=r
         ),
-        "Pad(16, edge)": lambda f: fx.Pad(16, mode="edge", field=f),
+        "Pad(16, edge)": lambda f: fx.Pad(16, padding_mode="edge", field=f),
         "Brightness(0.6)": lambda f: fx.Brightness(0.6, field=f, rngs=r),
         "Contrast(0.8)": lambda f: fx.Contrast(0.8, field=f, rngs=r),
         "Saturation(1.0)": lambda f: fx.Saturation(1.0, field=f, rngs=r),

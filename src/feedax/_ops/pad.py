@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import jax
 
@@ -25,8 +25,9 @@ class Pad(SpatialOperator):
     Args:
       padding: an int for every side, a pair (left/right, top/bottom) or a 4-tuple
         (left, top, right, bottom), as torchvision.
-      mode: ``"constant"`` (``fill``), ``"edge"`` (repeat the border), ``"reflect"``
-        (mirror without the border pixel) or ``"symmetric"`` (mirror with it).
+      padding_mode: ``"constant"`` (``fill``), ``"edge"`` (repeat the border),
+        ``"reflect"`` (mirror without the border pixel) or ``"symmetric"`` (mirror with
+        it); torchvision's name and values.
       fill: the constant, on the unit scale (1.0 is 255 for uint8).
       fields: extra fields (e.g. ``("mask",)``) padded alike; constant mode fills them
         with 0.
@@ -36,7 +37,7 @@ class Pad(SpatialOperator):
       >>> import jax.numpy as jnp, feedax as fx
       >>> ctx = fx.RecordContext(jnp.int32(0), jnp.int32(0), jnp.bool_(True))
       >>> x = jnp.array([[[1], [2]]], jnp.uint8)
-      >>> out = fx.Pad((1, 0), mode="edge")({"image": x}, ctx)
+      >>> out = fx.Pad((1, 0), padding_mode="edge")({"image": x}, ctx)
       >>> out["image"][..., 0].tolist()
       [[1, 1, 2, 2]]
     """
@@ -45,17 +46,18 @@ class Pad(SpatialOperator):
         self,
         padding: int | Sequence[int],
         *,
-        mode: str = "constant",
+        padding_mode: Literal["constant", "edge", "reflect", "symmetric"] = "constant",
         fill: float = 0.0,
         fields: Sequence[str] = (),
         field: str = "image",
     ):
         super().__init__(field=field)
         self.padding = check_padding(type(self).__name__, padding)
-        self.mode = check_choice(type(self).__name__, "mode", mode, G.PAD_MODES)
+        name = type(self).__name__
+        self.padding_mode = check_choice(name, "padding_mode", padding_mode, G.PAD_MODES)
         self.fill = check_number(type(self).__name__, "fill", fill)
         self.fields = check_fields(type(self).__name__, fields, field)
 
     def warp(self, x: jax.Array, params: Any, main: bool) -> jax.Array:
         """Pads one HWC value."""
-        return G.pad(x, self.padding, self.mode, self.fill if main else 0.0)
+        return G.pad(x, self.padding, self.padding_mode, self.fill if main else 0.0)
