@@ -121,9 +121,6 @@ def test_record_ids_under_a_mix_name_the_source():
 
 
 def test_record_ids_errors(tmp_path):
-    corpus = fx.write_tokens(tmp_path, [np.arange(5)] * 4)
-    with pytest.raises(fx.PipelineError, match="segment_ids"):
-        fx.Pipeline(corpus, batch_size=2, pack=fx.Pack(16), record_ids=True)
     device = fx.ArraySource({"x": np.arange(8.0)}, on_device=True)
     with pytest.raises(fx.PipelineError, match="on_device"):
         fx.Pipeline(device, batch_size=2, record_ids=True)
@@ -163,3 +160,40 @@ def test_write_grid_uint8_one_hot_and_errors(tmp_path):
         fx.write_grid({"image": images}, tmp_path / "g.png")
     with pytest.raises(fx.PipelineError, match="expected"):
         fx.write_grid({"image": np.zeros((2, 4, 4, 2))}, tmp_path / "g.png", label=None)
+
+
+def test_packed_rows_name_each_tokens_record(tmp_path):
+    sequences = [np.full(n, 100 + i, np.int32) for i, n in enumerate((5, 9, 3, 7, 12, 4) * 3)]
+    corpus = fx.write_tokens(tmp_path, sequences)
+    pipe = fx.Pipeline(corpus, batch_size=2, shuffle=True, pack=fx.Pack(16), record_ids=True)
+    assert pipe.output_spec["index"].shape == (2, 16)
+    for batch in pipe.epoch():
+        tokens, index = np.asarray(batch["tokens"]), np.asarray(batch["index"])
+        pad = np.asarray(batch["segment_ids"]) == 0
+        assert (index[pad] == -1).all()
+        np.testing.assert_array_equal(tokens[~pad], 100 + index[~pad])  # its record's tokens
+
+
+def test_aligned_packed_fields_and_a_mix_name_records_per_field(tmp_path):
+    pairs = fx.ArraySource(
+        {
+            "inputs": [np.full(3 + i % 2, i) for i in range(8)],  # ragged: lists of arrays
+            "targets": [np.full(2 + i % 2, 50 + i) for i in range(8)],
+        }
+    )
+    pack = fx.Pack({"inputs": 8, "targets": 6}, targets=False)
+    batch = next(iter(fx.Pipeline(pairs, batch_size=2, pack=pack, record_ids=True)))
+    for field, base in (("inputs", 0), ("targets", 50)):
+        index, values = np.asarray(batch[f"{field}_index"]), np.asarray(batch[field])
+        real = np.asarray(batch[f"{field}_segment_ids"]) > 0
+        np.testing.assert_array_equal(values[real], base + index[real])
+    a = fx.write_tokens(
+        tmp_path / "a",
+        [np.full(4, 1, np.int32)] * 6,
+    )
+    b = fx.write_tokens(tmp_path / "b", [np.full(4, 2, np.int32)] * 6)
+    mixed = fx.Pipeline(fx.Mix([a, b]), batch_size=2, pack=fx.Pack(8), record_ids=True)
+    batch = next(iter(mixed))
+    real = np.asarray(batch["segment_ids"]) > 0
+    source, tokens = np.asarray(batch["source"]), np.asarray(batch["tokens"])
+    np.testing.assert_array_equal(tokens[real], source[real] + 1)

@@ -127,6 +127,7 @@ def packed_feed(
     filter: Filter | None,
     schedule: Callable[[], np.ndarray] | None,
     placement: Placement,
+    ids: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None,
 ) -> tuple[PackPlan, Feed]:
     """The plan and feed of a packing pipeline: rows planned from the sequences' lengths."""
     sequences = source if host is None else Mapped(source, host, pack.fields)
@@ -153,7 +154,7 @@ def packed_feed(
         seed=seed,
         shuffle=shuffle,
     )
-    return plan, PlannedFeed(plan, PackedReader(sequences, pack, placement))
+    return plan, PlannedFeed(plan, PackedReader(sequences, pack, placement, ids))
 
 
 def build_feed(

@@ -21,10 +21,11 @@ GROUP = 8
 class PackedReader:
     """Materialises this process's packed rows of each step with vectorised gathers."""
 
-    def __init__(self, source: Any, pack: Pack, placement: Any):
+    def __init__(self, source: Any, pack: Pack, placement: Any, ids: Any = None):
         self.source = source
         self.pack = pack
         self.placement = placement
+        self.ids = ids  # record_ids=True: names each token's record (see _read.record_id_fields)
 
     def load(self, steps: Iterator[Step]) -> Iterator[Any]:
         """The loaded steps, in order.
@@ -90,6 +91,12 @@ class PackedReader:
         positions[filled] = within
         out = {name["tokens"]: tokens, name["segment_ids"]: segment_ids}
         out[name["positions"]] = positions
+        if self.ids is not None:  # each token's record; -1 on padding
+            prefix = f"{pack.fields[f]}_" if pack.aligned else ""
+            for kind, values in self.ids(np.repeat(table[:, DOC], lens)).items():
+                named = np.full((count, L), -1, values.dtype)
+                named[filled] = values
+                out[prefix + kind] = named
         if pack.fields[f] in pack.targets:
             has = within + 1 < np.repeat(lens, lens)  # the next token is in the same segment
             following = np.where(has, np.roll(values, -1), pack.pad_id).astype(values.dtype)

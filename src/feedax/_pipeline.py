@@ -25,7 +25,7 @@ from feedax._plan import Planner
 from feedax._prefetch import Prefetcher
 from feedax._profile import Profile, StageTimes, run_profile
 from feedax._ranges import label_ranges, unit_range_fields
-from feedax._read import ID_FIELDS, Placement, record_id_fields
+from feedax._read import Placement, record_id_fields, record_id_names, record_id_spec
 from feedax._skip import SkipLog, empty_log, record_skips
 from feedax._source import Source
 from feedax._sources.mix import Mix
@@ -120,8 +120,9 @@ class Pipeline(nnx.Module, pytree=False):
       record_ids: add the field ``"index"`` (each row's index in its source; a stream's
         position) and, under a :class:`Mix`, ``"source"`` (the position of the row's
         source in ``Mix.sources``), to trace a row back to its record. Padding rows
-        repeat row 0's (``"valid"`` marks them). Not with ``pack`` (a row holds several
-        records) or on-device data.
+        repeat row 0's (``"valid"`` marks them). With ``pack``, the same per token, of
+        the row's shape, -1 on padding (``"<field>_index"`` for aligned fields). Not for
+        on-device data.
 
     Example:
       >>> import numpy as np, feedax as fx
@@ -173,10 +174,11 @@ class Pipeline(nnx.Module, pytree=False):
         labels = label_ranges(self.operators)
         spec = record_spec(source, host, pack, skip=on_error == "skip")
         check_records(source, spec, host, may_pad=drop_remainder is not True)
-        self.record_ids = check_record_ids(record_ids, source, spec, pack)
-        ids = record_id_fields(source) if record_ids else None
+        self.record_ids = check_record_ids(record_ids, source, spec, record_id_names(source, pack))
+        self._ids = record_id_fields(source) if record_ids else None
+        per_row = self._ids if pack is None else None  # packed rows name each token's
         self._placement = Placement(
-            batch_size, rows, self._device_sharding, uses, masked, labels, ids
+            batch_size, rows, self._device_sharding, uses, masked, labels, per_row
         )
         self._input_spec = tuple(spec.items())
         self.deterministic = False  # the pipeline's own mode, set by train() / eval()
@@ -248,6 +250,7 @@ class Pipeline(nnx.Module, pytree=False):
                 filter=self.filter,
                 schedule=schedule,
                 placement=self._placement,
+                ids=self._ids,
             )
         if isinstance(source, Source):
             plan = plan_of(
@@ -292,10 +295,7 @@ class Pipeline(nnx.Module, pytree=False):
         """The shape and dtype of each field of a batch (the same in train and eval mode)."""
         out = traced_spec(self.operators, dict(self._input_spec), self.batch_size)
         if self.record_ids:
-            b = self.batch_size
-            out[ID_FIELDS[0]] = jax.ShapeDtypeStruct((b,), jax.dtypes.canonicalize_dtype(np.int64))
-            if isinstance(self.source, Mix):
-                out[ID_FIELDS[1]] = jax.ShapeDtypeStruct((b,), np.dtype(np.int32))
+            out.update(record_id_spec(self.source, self.pack, self.batch_size))
         if self.drop_remainder is not True:
             out[VALID] = jax.ShapeDtypeStruct((self.batch_size,), np.dtype(bool))
         return out

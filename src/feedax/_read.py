@@ -113,6 +113,33 @@ ID_FIELDS = ("index", "source")
 """The names of the fields ``record_ids=True`` adds."""
 
 
+def record_id_spec(source: Any, pack: Any, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
+    """The shapes and dtypes of the fields ``record_ids=True`` adds to a batch."""
+    sizes = {} if pack is None else dict(zip(pack.fields, pack.sizes, strict=True))
+    out = {}
+    for name, follows in record_id_names(source, pack).items():
+        shape = (batch_size,) if follows is None else (batch_size, sizes[follows])
+        index = name.endswith(ID_FIELDS[0])
+        dtype = jax.dtypes.canonicalize_dtype(np.int64) if index else np.dtype(np.int32)
+        out[name] = jax.ShapeDtypeStruct(shape, dtype)
+    return out
+
+
+def record_id_names(source: Any, pack: Any) -> dict[str, str | None]:
+    """Output name of each field ``record_ids=True`` adds -> the packed field it follows.
+
+    One record per row: ``"index"`` (and ``"source"`` under a Mix), following no field.
+    Packed rows name each token's record: ``"index"`` per token of the packed field, or
+    ``"<field>_index"`` per field when several pack together.
+    """
+    kinds = ID_FIELDS if isinstance(source, Mix) else ID_FIELDS[:1]
+    if pack is None:
+        return {k: None for k in kinds}
+    if not pack.aligned:
+        return {k: pack.field for k in kinds}
+    return {f"{f}_{k}": f for f in pack.fields for k in kinds}
+
+
 class HostReader:
     """Reads this process's rows of each step: from the source, or through a host stage.
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import jax
@@ -115,19 +115,19 @@ def check_arguments(
         _check_pack(source, pack, host, on_error)
 
 
-def check_record_ids(record_ids: Any, source: Any, spec: Spec, pack: Any) -> bool:
-    """``record_ids`` checked: a bool, a layout that has one record per row, free names."""
+def check_record_ids(record_ids: Any, source: Any, spec: Spec, names: Iterable[str]) -> bool:
+    """``record_ids`` checked: a bool, data read on the host, names not taken."""
     if not isinstance(record_ids, bool):
         raise PipelineError(f"Pipeline: record_ids must be True or False, got {record_ids!r}.")
     if not record_ids:
         return False
-    if pack is not None or (isinstance(source, Source) and source.on_device):
+    if isinstance(source, Source) and source.on_device:
         raise PipelineError(
-            "Pipeline: record_ids=True names one record per row; a packed row holds several "
-            "(their segment_ids tell them apart) and on-device data picks its rows on the "
-            "device. Drop record_ids, or use ArraySource(on_device=False)."
+            "Pipeline: record_ids=True names each row's record as it is read on the host; "
+            "on-device data picks its rows on the device. Drop record_ids, or use "
+            "ArraySource(on_device=False)."
         )
-    taken = [f for f in ("index", "source") if f in spec]
+    taken = [f for f in names if f in spec]
     if taken:
         raise PipelineError(
             f"Pipeline: record_ids=True adds the field {taken[0]!r}, which the records already "
