@@ -187,19 +187,45 @@ class HostExecutor:
         """The record whose processing kills a fresh worker, tried one by one; None if none."""
         if self._payload is None:
             return None
-        with self._processes(1, mp.get_context("spawn").Value("i", 0)) as pool:
-            for index in indices.tolist():
+        alone = self._each_alone(indices, epoch)
+        return next((int(indices[j]) for j, out in alone if out is None), None)
+
+    def _each_alone(
+        self, indices: np.ndarray, epoch: int
+    ) -> Iterator[tuple[int, dict[str, np.ndarray] | None]]:
+        """Runs each record alone in a one-worker pool (a fresh one after a death).
+
+        Yields ``(row, the record's output)``: ``None`` for a record that killed its worker,
+        ``{}`` for one that failed in an ordinary way (not what kills a worker).
+        """
+        pool: cf.ProcessPoolExecutor | None = None
+        try:
+            for j, index in enumerate(indices.tolist()):
+                if pool is None:
+                    pool = self._processes(1, mp.get_context("spawn").Value("i", 0))
                 _, (shm, layout) = self._alloc(1)
                 args = (np.array([index]), epoch, self.training, self.seed, self.skip)
                 try:
-                    pool.submit(fill_shared, shm.name, layout, range(1), *args).result()
-                except cf.process.BrokenProcessPool:
-                    return int(index)
-                except Exception:  # an ordinary failure: not what killed the worker
-                    pass
+                    job = pool.submit(fill_shared, shm.name, layout, range(1), *args)
+                    job.result(timeout=self.stage.timeout)
+                    block = views(shm, layout)
+                    out = {field: view[0].copy() for field, view in block.items()}
+                    del block
+                except cf.process.BrokenProcessPool:  # this record kills its worker
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    pool, out = None, None
+                except cf.TimeoutError as error:
+                    _kill(pool)
+                    pool = None
+                    raise self._stalled(indices[j : j + 1], epoch) from error
+                except Exception:  # an ordinary failure
+                    out = {}
                 finally:
                     self._release(shm)
-        return None
+                yield j, out
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
 
     def _collect(
         self, indices: np.ndarray, epoch: int, submitted: tuple[Any, Any, list[Any]]
@@ -231,12 +257,7 @@ class HostExecutor:
             return self._one_by_one(indices, epoch)
         except cf.TimeoutError as error:
             self.abandon()
-            raise HostStageError(
-                f"host stage {self.stage.name!r} took more than {limit:g} s on records "
-                f"{indices.tolist()} of source {self.source.name!r} (epoch {epoch}), so the "
-                "workers were stopped. Find the record that stalls (a read, a decoder), or "
-                "raise HostMap(timeout=...) if such batches are expected."
-            ) from error
+            raise self._stalled(indices, epoch) from error
         finally:
             for future in futures:
                 if isinstance(future, cf.Future):
@@ -248,6 +269,15 @@ class HostExecutor:
             del block
             self._release(shm)
         return out
+
+    def _stalled(self, indices: np.ndarray, epoch: int) -> HostStageError:
+        """The error for records whose host work ran past the stage's time limit."""
+        return HostStageError(
+            f"host stage {self.stage.name!r} took more than {self.stage.timeout:g} s on "
+            f"records {indices.tolist()} of source {self.source.name!r} (epoch {epoch}), so "
+            "the workers were stopped. Find the record that stalls (a read, a decoder), or "
+            "raise HostMap(timeout=...) if such batches are expected."
+        )
 
     def _await_start(self, futures: list[Any], most: float = 300.0) -> None:
         """Waits until the process workers have started (or a job ended: they died)."""
@@ -273,29 +303,9 @@ class HostExecutor:
     def _one_by_one(self, indices: np.ndarray, epoch: int) -> HostRecord:
         """The batch's records each run alone in a worker; one that kills it is not OK."""
         out = {k: np.zeros((len(indices), *s.shape), s.dtype) for k, s in self.spec.items()}
-        pool: cf.ProcessPoolExecutor | None = None
-        try:
-            for j, index in enumerate(indices.tolist()):
-                if pool is None:
-                    pool = self._processes(1, mp.get_context("spawn").Value("i", 0))
-                _, (shm, layout) = self._alloc(1)
-                args = (np.array([index]), epoch, self.training, self.seed, True)
-                try:
-                    job = pool.submit(fill_shared, shm.name, layout, range(1), *args)
-                    job.result(timeout=self.stage.timeout)
-                    block = views(shm, layout)
-                    for field, view in block.items():
-                        out[field][j] = view[0]
-                    del block
-                except cf.process.BrokenProcessPool:  # this record kills its worker
-                    out[OK][j] = False
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    pool = None
-                finally:
-                    self._release(shm)
-        finally:
-            if pool is not None:
-                pool.shutdown(wait=True)
+        for j, record in self._each_alone(indices, epoch):
+            for field, value in (record or {}).items():  # OK stays False without output
+                out[field][j] = value
         return out
 
     def _release(self, shm: shared_memory.SharedMemory) -> None:
@@ -357,12 +367,8 @@ class HostExecutor:
         """Stops workers stuck in a record: processes are killed, threads left behind."""
         self._stopped = True
         pool, self._pool = self._pool, None
-        if isinstance(pool, cf.ProcessPoolExecutor):
-            for process in list(getattr(pool, "_processes", {}).values()):
-                with contextlib.suppress(Exception):
-                    process.kill()
         if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+            _kill(pool)
 
     def close(self) -> None:
         """Stops the workers and frees shared memory."""
@@ -375,3 +381,12 @@ class HostExecutor:
             self._payload = None
         for shm in list(self._shm):
             self._release(shm)
+
+
+def _kill(pool: cf.Executor) -> None:
+    """Shuts ``pool`` down without waiting; process workers are killed first (threads cannot be)."""
+    if isinstance(pool, cf.ProcessPoolExecutor):
+        for process in list(getattr(pool, "_processes", {}).values()):
+            with contextlib.suppress(Exception):
+                process.kill()
+    pool.shutdown(wait=False, cancel_futures=True)
