@@ -11,6 +11,7 @@ import numpy as np
 
 from feedax._errors import SourceError
 from feedax._pack import DOC, LEN, ROW, START, Pack, field_table
+from feedax._read import record_id_names
 from feedax._sources.tokens import is_token_source
 from feedax._step import Step
 
@@ -26,6 +27,8 @@ class PackedReader:
         self.pack = pack
         self.placement = placement
         self.ids = ids  # record_ids=True: names each token's record (see _read.record_id_fields)
+        names = record_id_names(source, pack) if ids is not None else {}
+        self.id_names = {(follows, kind): name for name, (kind, follows) in names.items()}
 
     def load(self, steps: Iterator[Step]) -> Iterator[Any]:
         """The loaded steps, in order.
@@ -92,11 +95,10 @@ class PackedReader:
         out = {name["tokens"]: tokens, name["segment_ids"]: segment_ids}
         out[name["positions"]] = positions
         if self.ids is not None:  # each token's record; -1 on padding
-            prefix = f"{pack.fields[f]}_" if pack.aligned else ""
             for kind, values in self.ids(np.repeat(table[:, DOC], lens)).items():
                 named = np.full((count, L), -1, values.dtype)
                 named[filled] = values
-                out[prefix + kind] = named
+                out[self.id_names[pack.fields[f], kind]] = named
         if pack.fields[f] in pack.targets:
             has = within + 1 < np.repeat(lens, lens)  # the next token is in the same segment
             following = np.where(has, np.roll(values, -1), pack.pad_id).astype(values.dtype)

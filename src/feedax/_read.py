@@ -117,16 +117,18 @@ def record_id_spec(source: Any, pack: Any, batch_size: int) -> dict[str, jax.Sha
     """The shapes and dtypes of the fields ``record_ids=True`` adds to a batch."""
     sizes = {} if pack is None else dict(zip(pack.fields, pack.sizes, strict=True))
     out = {}
-    for name, follows in record_id_names(source, pack).items():
+    for name, (kind, follows) in record_id_names(source, pack).items():
         shape = (batch_size,) if follows is None else (batch_size, sizes[follows])
-        index = name.endswith(ID_FIELDS[0])
+        index = kind == ID_FIELDS[0]
         dtype = jax.dtypes.canonicalize_dtype(np.int64) if index else np.dtype(np.int32)
         out[name] = jax.ShapeDtypeStruct(shape, dtype)
     return out
 
 
-def record_id_names(source: Any, pack: Any) -> dict[str, str | None]:
-    """Output name of each field ``record_ids=True`` adds -> the packed field it follows.
+def record_id_names(source: Any, pack: Any) -> dict[str, tuple[str, str | None]]:
+    """Output name of each field ``record_ids=True`` adds -> (its kind, the packed field).
+
+    The kind is a key of :func:`record_id_fields`' output (an ``ID_FIELDS`` entry).
 
     One record per row: ``"index"`` (and ``"source"`` under a Mix), following no field.
     Packed rows name each token's record: ``"index"`` per token of the packed field, or
@@ -134,10 +136,10 @@ def record_id_names(source: Any, pack: Any) -> dict[str, str | None]:
     """
     kinds = ID_FIELDS if isinstance(source, Mix) else ID_FIELDS[:1]
     if pack is None:
-        return {k: None for k in kinds}
+        return {k: (k, None) for k in kinds}
     if not pack.aligned:
-        return {k: pack.field for k in kinds}
-    return {f"{f}_{k}": f for f in pack.fields for k in kinds}
+        return {k: (k, pack.field) for k in kinds}
+    return {f"{f}_{k}": (k, f) for f in pack.fields for k in kinds}
 
 
 class HostReader:
