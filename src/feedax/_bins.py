@@ -15,23 +15,29 @@ import numpy as np
 def best_fit(items: np.ndarray, L: int, cap: int | None) -> np.ndarray:
     """Best-fit decreasing: longest first, each into the open row with least room left."""
     order = np.argsort(-items[:, 2], kind="stable")
-    rows = np.empty(len(items), np.int64)
-    room: list[tuple[int, int]] = []  # (room left, row), sorted, rows that take more
+    placed = [0] * len(order)
+    # Open rows that take more, as sorted ints ``room << 32 | row``: ordered like
+    # (room, row) pairs, at half the cost of comparing tuples.
+    room: list[int] = []
     counts: list[int] = []
-    for i in order.tolist():
-        size = int(items[i, 2])
-        at = bisect.bisect_left(room, (size, -1))
+    for j, size in enumerate(items[order, 2].tolist()):
+        at = bisect.bisect_left(room, size << 32)
         if at == len(room):
             row, left = len(counts), L - size
             counts.append(1)
         else:
-            left, row = room.pop(at)
-            left -= size
+            key = room.pop(at)
+            row, left = key & _ROW_BITS, (key >> 32) - size
             counts[row] += 1
-        rows[i] = row
+        placed[j] = row
         if left > 0 and (cap is None or counts[row] < cap):
-            bisect.insort(room, (left, row))
+            bisect.insort(room, (left << 32) | row)
+    rows = np.empty(len(order), np.int64)
+    rows[order] = placed
     return rows
+
+
+_ROW_BITS = (1 << 32) - 1
 
 
 def first_fit(items: np.ndarray, L: int, cap: int | None) -> np.ndarray:

@@ -47,9 +47,8 @@ class PackedReader:
                 mine[:, ROW] += k * rows - lo
                 tables.append(mine)
             fields = self.rows(np.concatenate(tables), len(group) * rows)
-            for k, step in enumerate(group):
-                part = {f: v[k * rows : (k + 1) * rows] for f, v in fields.items()}
-                yield self.placement.put(step, part, read=time.perf_counter() - step.began)
+            read = (time.perf_counter() - group[0].began) / len(group)
+            yield from self.placement.put_steps(group, fields, read)
 
     def rows(self, table: np.ndarray, count: int) -> dict[str, np.ndarray]:
         """The fields of ``count`` rows holding the segments of ``table``, for every field."""
@@ -68,73 +67,104 @@ class PackedReader:
     def _field(
         self, table: np.ndarray, count: int, f: int, source: Any, dtype: Any
     ) -> dict[str, np.ndarray]:
-        """One packed field's rows, by vectorised gathers.
+        """One packed field's rows, by vectorised gathers over the whole grid.
 
-        A row's segments fill it from column 0 without gaps, in table order, so each
-        output is one boolean-mask assignment of the concatenated segments. Positions in a
-        segment are positions in its sequence with ``bos_id`` / ``eos_id`` added.
+        A row's segments fill it from column 0 without gaps, in table order, so the grid,
+        row after row, is the segments with each row's padding as one more segment after
+        them: every output is one pass over that sequence of runs, with no mask to apply.
         """
         pack, L, name = self.pack, self.pack.sizes[f], self.pack.names(f)
+        runs = _Runs(table, count, L)
+        values = self._values(runs, source, dtype)
+        segment_ids = np.repeat(runs.rank, runs.lens).reshape(count, L)
+        positions = runs.within.copy()
+        positions[runs.pads] = 0
+        out = {name["tokens"]: values.reshape(count, L), name["segment_ids"]: segment_ids}
+        out[name["positions"]] = positions.reshape(count, L)
+        if self.ids is not None:  # each token's record; -1 on padding
+            for kind, named in self.ids(np.repeat(runs.doc, runs.lens)).items():
+                named[runs.pads] = -1
+                out[self.id_names[pack.fields[f], kind]] = named.reshape(count, L)
+        if pack.fields[f] in pack.targets:
+            has = runs.within + 1 < np.repeat(runs.lens, runs.lens)  # next token, same segment
+            has[runs.pads] = False
+            following = np.where(has, np.roll(values, -1), pack.pad_id).astype(values.dtype)
+            out[name["targets"]] = following.reshape(count, L)
+            out[name["loss_mask"]] = has.reshape(count, L)
+        return out
+
+    def _values(self, runs: _Runs, source: Any, dtype: Any) -> np.ndarray:
+        """The grid's tokens, flat: gathered, with BOS / EOS where they stand, pad_id after."""
+        pack = self.pack
+        lead = int(pack.bos_id is not None)
+        if not runs.segments:
+            return np.full(len(runs.within), pack.pad_id, dtype)
+        first = runs.insert(source.starts(runs.table[:, DOC]), 0)
+        if not lead and pack.eos_id is None:  # one gather: the segments' slices, flat
+            base = first + runs.start
+            if int(base.max()) + int(runs.lens.max()) < 2**31:
+                base = base.astype(np.int32)
+            index = np.repeat(base, runs.lens) + runs.within
+            index[runs.pads] = 0  # read anything: overwritten
+            values = np.asarray(source.gather(index))
+            values[runs.pads] = pack.pad_id
+            return values
+        # Where each token stands in its sequence (BOS and EOS counted).
+        at = np.repeat(runs.start, runs.lens) + runs.within
+        ends = runs.insert(source.lengths(runs.table[:, DOC]), 0) + lead  # where EOS stands
+        ends = np.repeat(ends, runs.lens)
+        bos = at == 0 if lead else np.zeros(len(at), bool)
+        eos = at == ends if pack.eos_id is not None else np.zeros(len(at), bool)
+        bos[runs.pads] = eos[runs.pads] = False
+        take = ~(bos | eos)
+        take[runs.pads] = False
+        values = np.full(len(at), pack.pad_id, dtype)
+        values[take] = source.gather((np.repeat(first, runs.lens) + at - lead)[take])
+        if lead:
+            values[bos] = pack.bos_id
+        if pack.eos_id is not None:
+            values[eos] = pack.eos_id
+        return values
+
+
+class _Runs:
+    """The grid of ``count`` rows of ``L``, row after row, as runs: segments and padding.
+
+    Each row's padding is one run after its segments (of length 0 when the row is full).
+
+    Attributes:
+      table: the segment table (one field's six columns), rows in order.
+      segments: how many runs are segments.
+      lens, rank, start, doc: per run: its length, its segment id in its row (0 for
+        padding), where it starts in its sequence, its sequence (0 for padding).
+      within: per grid cell: its place in its run.
+      pads: the grid cells that are padding (flat indices; few in a well-packed batch).
+    """
+
+    def __init__(self, table: np.ndarray, count: int, L: int):
+        self.table, self.segments = table, len(table)
+        rows = table[:, ROW]
         # Per-token work in int32 (a group's tokens are few): half the memory traffic of
         # int64, and arrays small enough to skip the allocator's fresh pages.
         lens = table[:, LEN].astype(np.int32)
-        used = np.bincount(table[:, ROW], weights=lens, minlength=count).astype(np.int64)
-        filled = np.arange(L) < used[:, None]
-        begin = np.cumsum(lens, dtype=np.int32) - lens  # each segment's start, concatenated
-        within = np.arange(int(lens.sum()), dtype=np.int32) - np.repeat(begin, lens)
-        values = self._values(table, lens, within, source, dtype)
-        tokens = np.full((count, L), pack.pad_id, values.dtype)
-        tokens[filled] = values
-        rows = table[:, ROW]
+        used = np.bincount(rows, weights=lens, minlength=count).astype(np.int32)
+        self._after = np.searchsorted(rows, np.arange(count), side="right")  # rows sorted
         first = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows) else rows
         rank = np.arange(len(rows)) - np.repeat(first, np.diff(np.r_[first, len(rows)]))
-        segment_ids = np.zeros((count, L), np.int32)
-        segment_ids[filled] = np.repeat((rank + 1).astype(np.int32), lens)
-        positions = np.zeros((count, L), np.int32)
-        positions[filled] = within
-        out = {name["tokens"]: tokens, name["segment_ids"]: segment_ids}
-        out[name["positions"]] = positions
-        if self.ids is not None:  # each token's record; -1 on padding
-            for kind, values in self.ids(np.repeat(table[:, DOC], lens)).items():
-                named = np.full((count, L), -1, values.dtype)
-                named[filled] = values
-                out[self.id_names[pack.fields[f], kind]] = named
-        if pack.fields[f] in pack.targets:
-            has = within + 1 < np.repeat(lens, lens)  # the next token is in the same segment
-            following = np.where(has, np.roll(values, -1), pack.pad_id).astype(values.dtype)
-            targets = np.full((count, L), pack.pad_id, values.dtype)
-            targets[filled] = following
-            mask = np.zeros((count, L), bool)
-            mask[filled] = has
-            out.update({name["targets"]: targets, name["loss_mask"]: mask})
-        return out
+        pad = L - used
+        self.lens = self.insert(lens, pad)
+        self.rank = self.insert((rank + 1).astype(np.int32), 0)
+        self.start = self.insert(table[:, START], 0)
+        self.doc = self.insert(table[:, DOC], 0)
+        begin = np.cumsum(self.lens, dtype=np.int32) - self.lens
+        self.within = np.arange(count * L, dtype=np.int32) - np.repeat(begin, self.lens)
+        tail = np.arange(count, dtype=np.int64) * L + used  # where each row's padding starts
+        in_pad = np.arange(int(pad.sum())) - np.repeat(np.cumsum(pad) - pad, pad)
+        self.pads = np.repeat(tail, pad) + in_pad
 
-    def _values(
-        self, table: np.ndarray, lens: np.ndarray, within: np.ndarray, source: Any, dtype: Any
-    ) -> np.ndarray:
-        """The segments' tokens, concatenated: gathered, with BOS / EOS where they stand."""
-        pack = self.pack
-        lead = int(pack.bos_id is not None)
-        first = source.starts(table[:, DOC])
-        if not lead and pack.eos_id is None:  # one gather: the segments' slices, flat
-            base = first + table[:, START]
-            if len(base) and int(base.max()) + int(lens.max()) < 2**31:
-                base = base.astype(np.int32)
-            return np.asarray(source.gather(np.repeat(base, lens) + within))
-        # Where each token stands in its sequence (BOS and EOS counted).
-        at = np.repeat(table[:, START], lens) + within
-        starts = np.repeat(first, lens)
-        ends = np.repeat(source.lengths(table[:, DOC]), lens) + lead  # where EOS stands
-        special = np.zeros(len(at), bool) if not lead else at == 0
-        if pack.eos_id is not None:
-            special |= at == ends
-        values = np.empty(len(at), dtype)
-        values[~special] = source.gather(starts[~special] + at[~special] - lead)
-        if lead:
-            values[at == 0] = pack.bos_id
-        if pack.eos_id is not None:
-            values[at == ends] = pack.eos_id
-        return values
+    def insert(self, per_segment: np.ndarray, per_row: Any) -> np.ndarray:
+        """``per_segment`` with each row's padding run's value inserted after its segments."""
+        return np.insert(per_segment, self._after, per_row)
 
 
 class _Sequences:

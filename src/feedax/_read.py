@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping
@@ -75,6 +76,33 @@ class Placement:
             transfer=time.perf_counter() - began,
         )
 
+    def put_steps(
+        self, steps: list[Step], records: dict[str, np.ndarray], read: float
+    ) -> Iterator[Loaded]:
+        """Each step's rows on the devices, from ``records`` holding all their rows in turn.
+
+        Rows that need nothing but their fields on the default device cross in one
+        transfer for all the steps, then each step's are sliced out on the device (one
+        dispatch a step, against one transfer per field and step).
+        """
+        rows = self.rows[1] - self.rows[0]
+        plain = not (self.identities or self.masks or self.labels or self.ids)
+        if self.sharding is not None or not plain or len(steps) == 1:
+            for k, step in enumerate(steps):
+                part = {f: v[k * rows : (k + 1) * rows] for f, v in records.items()}
+                yield self.put(step, part, read=read)
+            return
+        began = time.perf_counter()
+        for field, values in records.items():
+            check_fits_device(field, values)
+        placed = self._transfer(records)
+        transfer = (time.perf_counter() - began) / len(steps)
+        for k, step in enumerate(steps):
+            began = time.perf_counter()
+            fields = _rows_of(placed, k * rows, rows)
+            spent = transfer + time.perf_counter() - began
+            yield Loaded(step, fields, None, None, None, read=read, transfer=spent)
+
     def _transfer(self, arrays: dict[str, Any]) -> dict[str, Any]:
         local = jax.tree.map(
             lambda v: np.asarray(v).astype(jax.dtypes.canonicalize_dtype(v.dtype), copy=False),
@@ -90,6 +118,11 @@ class Placement:
             ),
             local,
         )
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _rows_of(fields: dict[str, Any], start: Any, rows: int) -> dict[str, Any]:
+    return {f: jax.lax.dynamic_slice_in_dim(v, start, rows) for f, v in fields.items()}
 
 
 def record_id_fields(source: Any) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
