@@ -7,6 +7,7 @@ iterator (batches are dicts of ``jax.Array`` on the default device).
 from __future__ import annotations
 
 import atexit
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -217,6 +218,24 @@ def w4_host(data: Bundle, cfg: TextConfig) -> Iterator[dict[str, Any]]:
 
     source = fx.JsonlSource(data.path / TEXT_FILE)
     return iter(_text_pipeline(source, cfg, "ids", host=fx.HostMap(encode)))
+
+
+def w4_ray(data: Bundle, cfg: TextConfig) -> Iterator[dict[str, Any]]:
+    """W4 with the tokenizer as a host stage run as Ray tasks (``HostMap(backend="ray")``).
+
+    The same stage as ``w4_host`` on a local Ray cluster of this machine's CPUs, started
+    inside the timed region (``ray.init``), as a program that starts its own cluster does.
+    """
+    import feedax as fx
+
+    tokenizer = _tokenizer(data)
+
+    def encode(record: dict[str, Any], ctx: Any) -> dict[str, np.ndarray]:
+        return {"ids": np.asarray(tokenizer.encode(str(record["text"])).ids, np.int32)}
+
+    source = fx.JsonlSource(data.path / TEXT_FILE)
+    stage = fx.HostMap(encode, workers=os.cpu_count() or 1, backend="ray")
+    return iter(_text_pipeline(source, cfg, "ids", host=stage))
 
 
 def _tokenizer(data: Bundle) -> Any:

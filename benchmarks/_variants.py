@@ -54,6 +54,7 @@ VARIANTS: dict[str, Variant] = {
         Variant(REFERENCE, "_reference", None, "jax"),
         Variant("feedax", "_feedax", None, "feedax"),
         Variant("feedax-host", "_feedax", None, "feedax", functions=(("w4", "w4_host"),)),
+        Variant("feedax-ray", "_feedax", None, "ray", functions=(("w4", "w4_ray"),)),
         Variant("grain", "_grain", "grain", "grain"),
         Variant("grain-mp", "_grain", "grain", "grain", multiprocess=True),
         Variant(

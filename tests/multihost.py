@@ -14,10 +14,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_workers(worker: Path, out: Path, steps: int, save_step: int, n: int = 2) -> list[dict]:
-    """Runs ``worker`` as ``n`` processes of one run; returns the JSON each wrote."""
+def run_workers(
+    worker: Path,
+    out: Path,
+    steps: int,
+    save_step: int,
+    n: int = 2,
+    *,
+    extra: tuple[str, ...] = (),
+    devices: int = 2,
+) -> list[dict]:
+    """Runs ``worker`` as ``n`` processes of one run; returns the JSON each wrote.
+
+    ``extra`` arguments follow the standard ones; each process has ``devices`` CPU devices.
+    """
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env["FEEDAX_TEST_DEVICES"] = str(devices)
     procs = [
         subprocess.Popen(
             [
@@ -29,6 +42,7 @@ def run_workers(worker: Path, out: Path, steps: int, save_step: int, n: int = 2)
                 str(out / f"{i}.json"),
                 str(steps),
                 str(save_step),
+                *extra,
             ],
             env=env,
             stdout=subprocess.PIPE,

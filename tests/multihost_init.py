@@ -1,6 +1,7 @@
 """Imported first by a multi-process worker: two CPU devices, then join jax.distributed.
 
-argv: coordinator_port process_id num_processes out_json steps save_step
+argv: coordinator_port process_id num_processes out_json steps save_step [extra...]
+``FEEDAX_TEST_DEVICES`` sets the CPU devices of each process (2 unless set).
 """
 
 import os
@@ -8,7 +9,9 @@ import sys
 
 port, pid, nproc, OUT, steps, save_step = sys.argv[1:7]
 STEPS, SAVE_STEP = int(steps), int(save_step)
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+DEVICES = int(os.environ.get("FEEDAX_TEST_DEVICES", "2"))
+EXTRA = sys.argv[7:]
+os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={DEVICES}"
 
 import jax  # noqa: E402
 

@@ -150,7 +150,7 @@ def test_bytes_without_a_host_stage_are_rejected():
     ("kwargs", "match"),
     [
         (dict(fn=3), "fn must be callable"),
-        (dict(fn=decode, backend="gpu"), "backend must be 'thread' or 'process'"),
+        (dict(fn=decode, backend="gpu"), "backend must be 'thread', 'process' or 'ray'"),
         (dict(fn=decode, workers=-1), "workers must be an int >= 0"),
     ],
 )

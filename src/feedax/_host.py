@@ -53,13 +53,18 @@ class HostMap(nnx.Module):
 
     Workers: threads (default) for work that releases the GIL (PIL/simplejpeg decode,
     NumPy, file reads); processes for pure-Python work, returning results through shared
-    memory (``fn`` and the source must then be picklable: a module-level function).
-    Output order never depends on the worker count.
+    memory (``fn`` and the source must then be picklable: a module-level function); Ray
+    tasks to spread the work over a cluster's machines. Output order never depends on the
+    worker count or the backend.
 
     Args:
       fn: the per-record function.
       workers: parallel workers; 0 runs in the pipeline's producer thread.
-      backend: ``"thread"`` or ``"process"``.
+      backend: ``"thread"``, ``"process"``, or ``"ray"`` (``pip install 'feedax[ray]'``):
+        each batch's records run as Ray tasks, on the cluster the program joined with
+        ``ray.init(address=...)`` (else feedax starts a local one); ``workers`` tasks per
+        batch. Ray pickles ``fn`` and the source with cloudpickle (closures work), retries
+        a task whose worker died twice, then raises ``HostStageError`` naming its records.
       rngs: for random host work: the stage draws its seed from ``rngs[stream]``.
       stream: the stream name in ``rngs``.
       timeout: seconds a batch's records may take once the pipeline waits for them
@@ -83,15 +88,17 @@ class HostMap(nnx.Module):
         fn: HostFn,
         *,
         workers: int | None = None,
-        backend: Literal["thread", "process"] = "thread",
+        backend: Literal["thread", "process", "ray"] = "thread",
         rngs: nnx.Rngs | None = None,
         stream: str = "augment",
         timeout: float | None = 600.0,
     ):
         if not callable(fn):
             raise PipelineError(f"HostMap: fn must be callable, got {type(fn).__name__}.")
-        if backend not in ("thread", "process"):
-            raise PipelineError(f"HostMap: backend must be 'thread' or 'process', got {backend!r}.")
+        if backend not in ("thread", "process", "ray"):
+            raise PipelineError(
+                f"HostMap: backend must be 'thread', 'process' or 'ray', got {backend!r}."
+            )
         workers = min(os.cpu_count() or 1, 8) if workers is None else workers
         if not isinstance(workers, int) or workers < 0:
             raise PipelineError(f"HostMap: workers must be an int >= 0, got {workers!r}.")

@@ -92,6 +92,10 @@ class HostExecutor:
             return
         if stage.workers and stage.backend == "thread":
             self._pool = cf.ThreadPoolExecutor(stage.workers, thread_name_prefix="feedax-host")
+        elif stage.workers and stage.backend == "ray":
+            from feedax._ray_pool import RayPool  # Ray is an extra: imported when used
+
+            self._pool = RayPool(source, stage.fn, self.spec, stage.name)
         elif stage.workers:
             self._started = mp.get_context("spawn").Value("i", 0)
             # The source and function travel in a file, not in the spawn payload: CPython
@@ -136,7 +140,9 @@ class HostExecutor:
             # error in a later batch never hides the batches before it.
             work = (self.source, self.stage.fn, self.spec, *args)
             return out, shared, [functools.partial(fill, out, range(0, len(indices)), *work)]
-        if out is not None:
+        if out is not None and hasattr(self._pool, "fill"):  # Ray tasks
+            futures = [self._pool.fill(out, range(a, b), *args) for a, b in pieces]
+        elif out is not None:
             work = (self.source, self.stage.fn, self.spec, *args)
             futures = [self._pool.submit(fill, out, range(a, b), *work) for a, b in pieces]
         else:
