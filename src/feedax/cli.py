@@ -62,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--steps", type=_positive, default=given, help="training steps of --task lm (300)"
     )
     commands.add_parser(
+        "prepare",
+        add_help=False,
+        help="prepare a corpus with Apache Beam: feedax prepare INPUT OUTPUT --fn/--tokenizer "
+        "(feedax prepare --help)",
+    )
+    commands.add_parser(
         "gallery",
         add_help=False,
         help="write a PNG of every image operator (feedax gallery OUT.png)",
@@ -89,6 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from feedax import gallery
 
         return gallery.main(rest)
+    if args.command == "prepare":
+        from feedax._prepare._cli import main as prepare
+
+        return prepare(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return _demo(args)

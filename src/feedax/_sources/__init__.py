@@ -7,6 +7,7 @@ from feedax._sources.hf import HFSource
 from feedax._sources.image_folder import ImageFolderSource
 from feedax._sources.npy import NpySource
 from feedax._sources.parquet import ParquetSource
+from feedax._sources.tokenize_text import TokenizeText
 
 __all__ = [
     "ArrayRecordSource",
@@ -15,6 +16,7 @@ __all__ = [
     "ImageFolderSource",
     "NpySource",
     "ParquetSource",
+    "TokenizeText",
     "decode_record",
     "encode_record",
     "write_array_record",

@@ -17,7 +17,9 @@ def length_index(
     """The length of each of ``fields`` in every record of ``source``, computed once and cached.
 
     Returns ``(len(source),)`` for one field's name, ``(len(source), len(fields))`` for a
-    sequence of names. Read in chunks of records (with a progress bar). A source of files
+    sequence of names. A source's ``stored_lengths`` (field -> lengths, e.g. written
+    beside prepared data) are used as they are. Otherwise the records are read in chunks
+    (with a progress bar). A source of files
     caches the index beside its first file, keyed by the files' names, sizes and times, so
     later pipelines over the same data read one small file per field.
     """
@@ -25,6 +27,10 @@ def length_index(
 
     names = [fields] if isinstance(fields, str) else list(fields)
     n = len(source)
+    stored = getattr(source, "stored_lengths", None) or {}
+    if all(field in stored for field in names):  # a lengths column written with the data
+        table = np.stack([np.asarray(stored[f], np.int64) for f in names], axis=1)
+        return table[:, 0] if isinstance(fields, str) else table
     caches = [_cache_path(source, field) for field in names]
     cached: list[Any] = [np.load(c) if c and os.path.isfile(c) else None for c in caches]
     if not all(c is not None and len(c) == n for c in cached):

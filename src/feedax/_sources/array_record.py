@@ -57,6 +57,7 @@ class _Readers(LazyHandles):
         self.starts = starts_of(counts)
         self.parse = parse
         self.spec = spec
+        self.lengths: dict[str, np.ndarray] = {}  # ragged field -> stored lengths
         super().__init__()
 
     def _reset(self) -> None:
@@ -204,6 +205,9 @@ class ArrayRecordSource(FilesSource[_Readers]):
       counts: the number of records each file holds, in index order (e.g. from the
         dataset's metadata). The files are then not opened to count (faster with many
         files), and a damaged file fails per record instead of at construction.
+      lengths: ragged field -> the length of that field in every record (index order),
+        e.g. the lengths column ``feedax.prepare`` writes: packing then plans from them
+        without reading the records. Needs ``counts`` (they must add up to its length).
       name: a name used in error messages.
 
     Example:
@@ -232,10 +236,12 @@ class ArrayRecordSource(FilesSource[_Readers]):
         parse: Parser | None = None,
         element_spec: Mapping[str, Any] | None = None,
         counts: Sequence[int] | None = None,
+        lengths: Mapping[str, Any] | None = None,
         name: str = "ArrayRecordSource",
     ):
         self.name = name
         _module(name)
+        stored = _check_lengths(lengths, counts, name)
         if parse is None:
             require(["msgpack"], extra="arrayrecord", user=name)
             parse = decode_record
@@ -253,6 +259,7 @@ class ArrayRecordSource(FilesSource[_Readers]):
         if sum(held) == 0:
             raise SourceError(f"{name}: the files {files} hold 0 records. Write records first.")
         store = _Readers(files, held, parse, {})
+        store.lengths = stored
         self._store = store
         if element_spec is not None:
             store.spec = check_spec(element_spec, user=name)
@@ -280,6 +287,11 @@ class ArrayRecordSource(FilesSource[_Readers]):
             f"{'; '.join(causes)}. {_FIX_FILE} Or declare element_spec= (then every read of "
             "these files fails per record)."
         )
+
+    @property
+    def stored_lengths(self) -> dict[str, np.ndarray]:
+        """Ragged field -> every record's length, as given by ``lengths=`` (else empty)."""
+        return self._store.lengths
 
     def read(self, indices: np.ndarray) -> Batch:
         """Returns the records at ``indices``: one batched read per file, then parsing."""
@@ -366,6 +378,25 @@ class ArrayRecordSource(FilesSource[_Readers]):
                     "resize it when writing.",
                 )
             out[field][row] = value
+
+
+def _check_lengths(
+    lengths: Mapping[str, Any] | None, counts: Sequence[int] | None, name: str
+) -> dict[str, np.ndarray]:
+    if lengths is None:
+        return {}
+    if counts is None:
+        raise SourceError(f"{name}: lengths= needs counts= (the records each file holds).")
+    total, out = int(sum(counts)), {}
+    for field, values in lengths.items():
+        array = np.asarray(values)
+        if array.shape != (total,) or array.dtype.kind not in "iu" or (array < 0).any():
+            raise SourceError(
+                f"{name}: lengths[{field!r}] must hold one non-negative int per record "
+                f"({total}, from counts), got {array.dtype} of shape {array.shape}."
+            )
+        out[str(field)] = array.astype(np.int64)
+    return out
 
 
 def write_array_record(

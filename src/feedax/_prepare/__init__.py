@@ -1,0 +1,1 @@
+"""Offline corpus preparation on Apache Beam (``feedax.prepare``)."""
