@@ -11,7 +11,20 @@ from test_pack import corpus
 import feedax as fx
 
 BATCH = 12
-KINDS = ("array", "mix", "pack")
+KINDS = ("array", "mix", "pack", "stream")
+COUNTS = [5 + (7 * f) % 5 for f in range(24)]  # records of each file of the stream
+OPENED: list[int] = []  # the stream's files this process opened
+
+
+def open_shard(file: int, start: int):
+    OPENED.append(file)
+    for i in range(start, COUNTS[file]):
+        yield {"x": np.int32(file * 100 + i)}
+
+
+def stream() -> fx.ShardedStream:
+    """24 files read forward in 12 lanes: each of 4, 3, 2 or 1 processes owns whole lanes."""
+    return fx.ShardedStream(range(24), open_shard, counts=COUNTS, lanes=12, batch_size=BATCH)
 
 
 def build(kind: str, sharding=None) -> fx.Pipeline:
@@ -26,6 +39,8 @@ def build(kind: str, sharding=None) -> fx.Pipeline:
         )
         ops = [fx.RandomFlip(rngs=nnx.Rngs(augment=3))]
         return fx.Pipeline(source, ops, batch_size=BATCH, shuffle=True, seed=1, sharding=sharding)
+    if kind == "stream":
+        return fx.Pipeline(stream(), batch_size=BATCH, sharding=sharding)
     if kind == "mix":
         mix = fx.Mix(sources(), weights=[5, 3, 2])
         return fx.Pipeline(mix, batch_size=BATCH, shuffle=True, seed=2, sharding=sharding)

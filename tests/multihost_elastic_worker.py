@@ -16,11 +16,12 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import feedax as fx
-from elastic import KINDS, build, rows_of
+from elastic import KINDS, OPENED, build, rows_of
 
 mode, folder = EXTRA
 mesh = jax.make_mesh((jax.device_count(),), ("data",))
 pipes = {kind: build(kind, NamedSharding(mesh, P("data"))) for kind in KINDS}
+OPENED.clear()  # the stream read its first record when it was built
 manager = ocp.CheckpointManager(folder)
 steps = STEPS
 if mode == "resume":
@@ -38,5 +39,6 @@ for step in range(steps):
         manager.wait_until_finished()
 manager.close()
 with open(OUT, "w") as f:
-    json.dump({"records": records, "processes": jax.process_count()}, f)
+    opened = sorted(set(OPENED))
+    json.dump({"records": records, "processes": jax.process_count(), "opened": opened}, f)
 jax.distributed.shutdown()

@@ -1,8 +1,9 @@
 """Many real jax.distributed processes (gloo, 127.0.0.1): 4 run, then 3, 2 and 1 resume.
 
-For a random-access source, a Mix and packed sequences: the union over the processes of
-every step is the single-process batch, and a checkpoint saved by four processes resumes
-on three, two and one with the same global stream.
+For a random-access source, a Mix, packed sequences and a sharded stream: the union over
+the processes of every step is the single-process batch, and a checkpoint saved by four
+processes resumes on three, two and one with the same global stream. The sharded
+stream's processes each open only their lanes' files.
 """
 
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from elastic import BATCH, KINDS, build
+from elastic import BATCH, KINDS, build, stream
 from helpers import first_batches
 from multihost import run_workers
 
@@ -58,6 +59,16 @@ def test_four_processes_make_the_single_process_batches(four, expected):
     runs, _ = four
     assert [r["processes"] for r in runs] == [4] * 4
     check(runs, expected, 0)
+
+
+def test_each_process_reads_only_the_files_of_its_lanes(four):
+    """The stream's 12 lanes: process p holds rows [3p, 3p + 3), so lanes 3p..3p+2."""
+    runs, _ = four
+    layout = stream()._layout
+    assert layout.steps >= STEPS  # the steps checked are before the shortest lane ends
+    for p, run in enumerate(runs):
+        mine = {int(f) for lane in range(3 * p, 3 * p + 3) for f in layout.files[lane]}
+        assert set(run["opened"]) <= mine and run["opened"], (p, run["opened"])
 
 
 @pytest.mark.parametrize("processes", [3, 2])

@@ -21,6 +21,7 @@ from feedax._pack import Pack
 from feedax._ranges import check_unit_order
 from feedax._source import Source
 from feedax._sources.mix import Mix
+from feedax._sources.sharded_stream import ShardedStream
 from feedax._sources.tokens import Ragged, is_token_source
 from feedax._stream import StreamSource
 
@@ -113,6 +114,22 @@ def check_arguments(
         )
     if pack is not None:
         _check_pack(source, pack, host, on_error)
+    if isinstance(source, ShardedStream):
+        _check_lanes(source, shuffle, batch_size)
+
+
+def _check_lanes(source: ShardedStream, shuffle: Any, batch_size: int) -> None:
+    """A sharded stream is read forward in its lanes' layout, made for one batch size."""
+    if shuffle is not False:
+        raise PipelineError(
+            f"Pipeline: {source.name} reads its files front to back, so shuffle must be False "
+            "(shuffle the records when preparing the shards; lanes interleave the files)."
+        )
+    if batch_size != source.batch_size:
+        raise PipelineError(
+            f"Pipeline: {source.name} lays its lanes out for batch_size={source.batch_size}, "
+            f"but the pipeline's batch_size is {batch_size}. Give both the same batch size."
+        )
 
 
 def check_record_ids(record_ids: Any, source: Any, spec: Spec, names: Iterable[str]) -> bool:

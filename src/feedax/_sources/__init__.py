@@ -7,6 +7,7 @@ from feedax._sources.hf import HFSource
 from feedax._sources.image_folder import ImageFolderSource
 from feedax._sources.npy import NpySource
 from feedax._sources.parquet import ParquetSource
+from feedax._sources.sharded_stream import ShardedStream
 from feedax._sources.tokenize_text import TokenizeText
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "ImageFolderSource",
     "NpySource",
     "ParquetSource",
+    "ShardedStream",
     "TokenizeText",
     "decode_record",
     "encode_record",
