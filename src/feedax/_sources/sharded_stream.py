@@ -123,7 +123,7 @@ class ShardedStream(Source):
         indices = np.asarray(indices, np.int64)
         self._check_indices(indices)
         files, positions = self.locate(indices)
-        rows: list[dict[str, Any]] = [{}] * len(indices)
+        rows: list[Record] = [{}] * len(indices)
         for file in np.unique(files).tolist():
             at = np.flatnonzero(files == file)
             order = at[np.argsort(positions[at], kind="stable")]
@@ -204,9 +204,10 @@ class _Files:
     def records(self, file: int, positions: np.ndarray) -> Iterator[Record]:
         """The file's records at ``positions`` (ascending), from its reader or a fresh one."""
         with self.lock:
-            at, reader = self.readers.pop(file, (None, None))
+            held = self.readers.pop(file, None)
+        at, reader = held if held is not None else (-1, None)
         for position in positions.tolist():
-            if reader is None or at is None or position < at:
+            if reader is None or position < at:
                 start = position if self.skips else 0
                 reader, at = iter(self.open_file(self.files[file], start)), start
             if position > at:
@@ -220,5 +221,6 @@ class _Files:
                 )
             at += 1
             yield record
-        with self.lock:
-            self.readers[file] = (at, reader)
+        if reader is not None:
+            with self.lock:
+                self.readers[file] = (at, reader)
