@@ -7,7 +7,6 @@ iterator (batches are dicts of ``jax.Array`` on the default device).
 from __future__ import annotations
 
 import atexit
-import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -204,37 +203,30 @@ def w4(data: Bundle, cfg: TextConfig) -> Iterator[dict[str, Any]]:
 
 
 def w4_host(data: Bundle, cfg: TextConfig) -> Iterator[dict[str, Any]]:
-    """W4 with the tokenizer as a host stage (``HostMap``) feeding ``Pack(field="ids")``.
+    """W4 with the tokenizer as a host stage (``HostMap(fx.TokenizeText(...))``, threads).
 
     The stage runs on each record a batch packs, after the lengths of every record were
     indexed once (the corpus is tokenized twice per run).
     """
-    import feedax as fx
-
-    tokenizer = _tokenizer(data)
-
-    def encode(record: dict[str, Any], ctx: Any) -> dict[str, np.ndarray]:
-        return {"ids": np.asarray(tokenizer.encode(str(record["text"])).ids, np.int32)}
-
-    source = fx.JsonlSource(data.path / TEXT_FILE)
-    return iter(_text_pipeline(source, cfg, "ids", host=fx.HostMap(encode)))
+    return _tokenizing_stage(data, cfg, "thread")
 
 
 def w4_ray(data: Bundle, cfg: TextConfig) -> Iterator[dict[str, Any]]:
-    """W4 with the tokenizer as a host stage run as Ray tasks (``HostMap(backend="ray")``).
+    """W4 with the same host stage run as Ray tasks (``HostMap(backend="ray")``).
 
-    The same stage as ``w4_host`` on a local Ray cluster of this machine's CPUs, started
-    inside the timed region (``ray.init``), as a program that starts its own cluster does.
+    On a local Ray cluster of this machine, started inside the timed region
+    (``ray.init``), as a program that starts its own cluster does.
     """
+    return _tokenizing_stage(data, cfg, "ray")
+
+
+def _tokenizing_stage(data: Bundle, cfg: TextConfig, backend: Any) -> Iterator[dict[str, Any]]:
+    """W4: ``fx.TokenizeText`` as a ``HostMap`` stage feeding ``Pack(field="ids")``."""
     import feedax as fx
 
-    tokenizer = _tokenizer(data)
-
-    def encode(record: dict[str, Any], ctx: Any) -> dict[str, np.ndarray]:
-        return {"ids": np.asarray(tokenizer.encode(str(record["text"])).ids, np.int32)}
-
+    tokenize = fx.TokenizeText(str(data.path / TOKENIZER_FILE), out_field="ids")
+    stage = fx.HostMap(tokenize, backend=backend)  # default workers, as the docs show
     source = fx.JsonlSource(data.path / TEXT_FILE)
-    stage = fx.HostMap(encode, workers=os.cpu_count() or 1, backend="ray")
     return iter(_text_pipeline(source, cfg, "ids", host=stage))
 
 

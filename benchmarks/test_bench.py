@@ -296,7 +296,7 @@ def test_w4_first_fit_is_the_same_for_the_reference_and_grain(cache: str) -> Non
             np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
-@pytest.mark.parametrize("variant", ["feedax", "feedax-host", "grain-defaults"])
+@pytest.mark.parametrize("variant", ["feedax", "feedax-host", "feedax-ray", "grain-defaults"])
 def test_w4_variants_pack_whole_distinct_documents(cache: str, variant: str) -> None:
     data, cfg = _w4(cache)
     lookup = _encodings(data, cfg)

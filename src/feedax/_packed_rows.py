@@ -99,7 +99,7 @@ class PackedReader:
         lead = int(pack.bos_id is not None)
         if not runs.segments:
             return np.full(len(runs.within), pack.pad_id, dtype)
-        first = runs.insert(source.starts(runs.table[:, DOC]), 0)
+        first = runs.insert(source.starts(runs.docs), 0)
         if not lead and pack.eos_id is None:  # one gather: the segments' slices, flat
             base = first + runs.start
             if int(base.max()) + int(runs.lens.max()) < 2**31:
@@ -111,7 +111,7 @@ class PackedReader:
             return values
         # Where each token stands in its sequence (BOS and EOS counted).
         at = np.repeat(runs.start, runs.lens) + runs.within
-        ends = runs.insert(source.lengths(runs.table[:, DOC]), 0) + lead  # where EOS stands
+        ends = runs.insert(source.lengths(runs.docs), 0) + lead  # where EOS stands
         ends = np.repeat(ends, runs.lens)
         bos = at == 0 if lead else np.zeros(len(at), bool)
         eos = at == ends if pack.eos_id is not None else np.zeros(len(at), bool)
@@ -133,7 +133,7 @@ class _Runs:
     Each row's padding is one run after its segments (of length 0 when the row is full).
 
     Attributes:
-      table: the segment table (one field's six columns), rows in order.
+      docs: each segment's sequence (the table's rows, in order).
       segments: how many runs are segments.
       lens, rank, start, doc: per run: its length, its segment id in its row (0 for
         padding), where it starts in its sequence, its sequence (0 for padding).
@@ -142,7 +142,7 @@ class _Runs:
     """
 
     def __init__(self, table: np.ndarray, count: int, L: int):
-        self.table, self.segments = table, len(table)
+        self.docs, self.segments = table[:, DOC], len(table)
         rows = table[:, ROW]
         # Per-token work in int32 (a group's tokens are few): half the memory traffic of
         # int64, and arrays small enough to skip the allocator's fresh pages.
@@ -155,7 +155,7 @@ class _Runs:
         self.lens = self.insert(lens, pad)
         self.rank = self.insert((rank + 1).astype(np.int32), 0)
         self.start = self.insert(table[:, START], 0)
-        self.doc = self.insert(table[:, DOC], 0)
+        self.doc = self.insert(self.docs, 0)
         begin = np.cumsum(self.lens, dtype=np.int32) - self.lens
         self.within = np.arange(count * L, dtype=np.int32) - np.repeat(begin, self.lens)
         tail = np.arange(count, dtype=np.int64) * L + used  # where each row's padding starts

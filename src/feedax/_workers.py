@@ -23,6 +23,7 @@ import numpy as np
 
 from feedax._errors import HostStageError
 from feedax._host import HostMap, HostRecord
+from feedax._ray_pool import RayPool  # imports Ray only when a pool is made
 from feedax._worker_side import OK, fill, fill_shared, init_worker, views
 
 T = TypeVar("T")
@@ -93,8 +94,6 @@ class HostExecutor:
         if stage.workers and stage.backend == "thread":
             self._pool = cf.ThreadPoolExecutor(stage.workers, thread_name_prefix="feedax-host")
         elif stage.workers and stage.backend == "ray":
-            from feedax._ray_pool import RayPool  # Ray is an extra: imported when used
-
             self._pool = RayPool(source, stage.fn, self.spec, stage.name)
         elif stage.workers:
             self._started = mp.get_context("spawn").Value("i", 0)
@@ -140,7 +139,7 @@ class HostExecutor:
             # error in a later batch never hides the batches before it.
             work = (self.source, self.stage.fn, self.spec, *args)
             return out, shared, [functools.partial(fill, out, range(0, len(indices)), *work)]
-        if out is not None and hasattr(self._pool, "fill"):  # Ray tasks
+        if out is not None and isinstance(self._pool, RayPool):
             futures = [self._pool.fill(out, range(a, b), *args) for a, b in pieces]
         elif out is not None:
             work = (self.source, self.stage.fn, self.spec, *args)

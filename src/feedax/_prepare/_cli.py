@@ -57,14 +57,10 @@ def source_of(path: str, kind: str | None, field: str) -> Any:
         return fx.ParquetSource(path)
     if kind == "images":
         return fx.ImageFolderSource(path)
-    (datasets,) = _require_hf(["datasets"])
-    return fx.HFSource(datasets.load_from_disk(path))
-
-
-def _require_hf(modules: list[str]) -> list[Any]:
     from feedax._sources._common import require
 
-    return require(modules, extra="hf", user="feedax prepare")
+    (datasets,) = require(["datasets"], extra="hf", user="feedax prepare")
+    return fx.HFSource(datasets.load_from_disk(path))
 
 
 def _guess(path: str) -> str:

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import itertools
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from feedax._errors import SourceError
-from feedax._source import Batch, Source
-from feedax._sources._common import spec_of, starts_of
+from feedax._source import Batch
+from feedax._sources._common import LazyHandles, StoreSource, spec_of, starts_of
 
 Record = Mapping[str, Any]
 
 
-class ShardedStream(Source):
+class ShardedStream(StoreSource["_Files"]):
     """Records of many files that can only be read front to back, in ``lanes``.
 
     The files (shards: compressed JSONL, tar archives, TFRecords...) are dealt to
@@ -97,8 +96,9 @@ class ShardedStream(Source):
                 f"{name}: counts must give one record count >= 0 per file ({len(files)}), got "
                 f"{counts!r}."
             )
-        self._store = _Files(files, open_file, skips, name)
-        self._layout = _Layout(counts, lanes, batch_size // lanes)
+        self._store = _Files(
+            files, open_file, skips, name, _Layout(counts, lanes, batch_size // lanes)
+        )
         self.batch_size = batch_size
         first = next(i for i, c in enumerate(counts) if c) if sum(counts) else None
         if first is None:
@@ -106,13 +106,9 @@ class ShardedStream(Source):
         record = next(iter(open_file(files[first], 0)))
         self._store.spec = {k: spec_of(np.asarray(v)) for k, v in record.items()}
 
-    def __len__(self) -> int:
-        return self._layout.n
-
     @property
-    def element_spec(self) -> dict[str, Any]:
-        """The first record's fields (every record must match)."""
-        return dict(self._store.spec)
+    def _layout(self) -> _Layout:
+        return self._store.layout
 
     def locate(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(file, position in the file)`` of each record index."""
@@ -120,8 +116,7 @@ class ShardedStream(Source):
 
     def read(self, indices: np.ndarray) -> Batch:
         """The records at ``indices``, read forward in each file."""
-        indices = np.asarray(indices, np.int64)
-        self._check_indices(indices)
+        indices = self._checked(indices)
         files, positions = self.locate(indices)
         rows: list[Record] = [{}] * len(indices)
         for file in np.unique(files).tolist():
@@ -182,24 +177,23 @@ class _Layout:
         return files, positions
 
 
-class _Files:
-    """Per process: each file's open reader, at its next record (never pickled)."""
+class _Files(LazyHandles):
+    """The files, their layout and, per process, each file's open reader at its next record."""
 
-    def __init__(self, files: list[Any], open_file: Any, skips: bool, name: str):
+    _transient = ("lock", "readers")
+
+    def __init__(self, files: list[Any], open_file: Any, skips: bool, name: str, layout: _Layout):
         self.files, self.open_file, self.skips, self.name = files, open_file, skips, name
+        self.layout = layout
         self.spec: dict[str, Any] = {}
-        self._reset()
+        super().__init__()
 
     def _reset(self) -> None:
-        self.lock = threading.Lock()
+        super()._reset()
         self.readers: dict[int, tuple[int, Iterator[Record]]] = {}
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("lock", "readers")}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._reset()
+    def __len__(self) -> int:
+        return self.layout.n
 
     def records(self, file: int, positions: np.ndarray) -> Iterator[Record]:
         """The file's records at ``positions`` (ascending), from its reader or a fresh one."""
