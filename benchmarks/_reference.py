@@ -93,6 +93,42 @@ def w1(data: Bundle, cfg: CifarConfig) -> Iterator[Batch]:
     return _one_ahead(make)
 
 
+def w1_loop(data: Bundle, cfg: CifarConfig) -> Iterator[Batch]:
+    """W1 as a user writes it in a few lines: the check that the reference is not slow.
+
+    A NumPy gather of the batch, ``jax.device_put``, one ``jax.jit`` of ``vmap`` over
+    pad + ``dynamic_slice`` + flip (``jnp.where``) + normalise, each record's key
+    ``fold_in(key, index)``. The ``reference`` must not be slower than this.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    images, labels = data["images"], data["labels"]
+    p, s = cfg.padding, cfg.crop
+    mean = jnp.asarray(cfg.mean, jnp.float32)
+    std = jnp.asarray(cfg.std, jnp.float32)
+    base = jax.random.key(cfg.seed)
+
+    def one(img: jax.Array, index: jax.Array, key: jax.Array) -> jax.Array:
+        k_off, k_flip = jax.random.split(jax.random.fold_in(key, index))
+        dy, dx = jax.random.randint(k_off, (2,), 0, 2 * p + 1)
+        padded = jnp.pad(img, ((p, p), (p, p), (0, 0)))
+        crop = jax.lax.dynamic_slice(padded, (dy, dx, 0), (s, s, img.shape[-1]))
+        crop = jnp.where(jax.random.uniform(k_flip) < cfg.flip_p, crop[:, ::-1], crop)
+        return (crop.astype(jnp.float32) - mean) / std
+
+    fn = jax.jit(jax.vmap(one, in_axes=(0, 0, None)))
+    index_batches = _index_batches(len(labels), cfg.batch_size, cfg.shuffle, cfg.seed)
+    epoch_key = base
+
+    def make() -> Batch:
+        idx = next(index_batches)
+        x, y, i = jax.device_put((images[idx], labels[idx], idx))
+        return {"image": fn(x, i, epoch_key), "label": y}
+
+    return _one_ahead(make)
+
+
 def _jpeg(jpegs: JpegRecords, cfg: JpegConfig) -> Iterator[Batch]:
     """Thread-pool PIL decode of ``jpegs`` into a uint8 batch, jitted RRC+flip+normalise."""
     import jax

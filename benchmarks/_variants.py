@@ -52,8 +52,20 @@ VARIANTS: dict[str, Variant] = {
     v.name: v
     for v in (
         Variant(REFERENCE, "_reference", None, "jax"),
+        Variant("handwritten", "_reference", None, "jax", functions=(("w1", "w1_loop"),)),
         Variant("feedax", "_feedax", None, "feedax"),
-        Variant("feedax-host", "_feedax", None, "feedax", functions=(("w4", "w4_host"),)),
+        Variant(
+            "feedax-host",
+            "_feedax",
+            None,
+            "feedax",
+            functions=(
+                ("w1", "w1_host"),
+                ("w2", "w2_host"),
+                ("w2folder", "w2folder_host"),
+                ("w4", "w4_host"),
+            ),
+        ),
         Variant("feedax-ray", "_feedax", None, "ray", functions=(("w4", "w4_ray"),)),
         Variant("grain", "_grain", "grain", "grain"),
         Variant("grain-mp", "_grain", "grain", "grain", multiprocess=True),

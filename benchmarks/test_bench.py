@@ -60,7 +60,10 @@ def _w1(cache: str, **kw: Any) -> tuple[_data.Bundle, _config.CifarConfig]:
     return _data.ensure_data(cfg, cache), cfg
 
 
-@pytest.mark.parametrize("variant", IN_PROCESS)
+W1_VARIANTS = [*IN_PROCESS, "feedax-host", "handwritten"]
+
+
+@pytest.mark.parametrize("variant", W1_VARIANTS)
 def test_w1_deterministic_values_equal(cache: str, variant: str) -> None:
     data, cfg = _w1(cache, padding=0, flip_p=0.0, batch_size=64)
     batches = take(variant, "w1", data, cfg, 2)
@@ -92,7 +95,7 @@ def _recover_crop_flip(
     return int(dy), int(dx), bool(f)
 
 
-@pytest.mark.parametrize("variant", IN_PROCESS)
+@pytest.mark.parametrize("variant", W1_VARIANTS)
 def test_w1_random_statistics(cache: str, variant: str) -> None:
     data, cfg = _w1(cache)  # padding 4, flip p=0.5, batch 256
     (b,) = take(variant, "w1", data, cfg, 1)
@@ -109,7 +112,7 @@ def test_w1_random_statistics(cache: str, variant: str) -> None:
 
 # ------------------------------------------------------------------------------ W2
 
-W2_VARIANTS = ["reference", "feedax", "grain"] + (["torch"] if HAS_TORCH else [])
+W2_VARIANTS = ["reference", "feedax", "feedax-host", "grain"] + (["torch"] if HAS_TORCH else [])
 W2_WORKLOADS = ["w2", "w2folder"]
 
 

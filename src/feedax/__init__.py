@@ -56,6 +56,7 @@ from feedax._source import ArraySource, Source
 from feedax._sources import (
     ArrayRecordSource,
     DecodeImage,
+    DecodeRandomResizedCrop,
     HFSource,
     ImageFolderSource,
     NpySource,
@@ -92,6 +93,7 @@ __all__ = [
     "CutMix",
     "Cutout",
     "DecodeImage",
+    "DecodeRandomResizedCrop",
     "EpochOrder",
     "Equalize",
     "FeedaxError",

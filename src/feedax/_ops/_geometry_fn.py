@@ -7,12 +7,14 @@ Positions may be traced arrays; sizes are static Python ints.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from feedax._operator import to_float
+from feedax._ops import _resample as R
 from feedax._ops._common import like, pixel_fill
 
 PAD_MODES = ("constant", "edge", "reflect", "symmetric")
@@ -150,11 +152,7 @@ def resize(
       >>> resize(jnp.ones((4, 4, 3), jnp.uint8), (2, 3)).shape
       (2, 3, 3)
     """
-    if method in ("nearest", "nearest_exact"):
-        return resized_crop(x, 0, 0, x.shape[0], x.shape[1], size, method)
-    shape = (size[0], size[1], x.shape[2])
-    out = jax.image.resize(to_float(x), shape, RESIZE_METHODS[method], antialias=antialias)
-    return like(out, x.dtype)
+    return resized_crop(x, 0, 0, x.shape[0], x.shape[1], size, method, antialias)
 
 
 def resized_crop(
@@ -171,6 +169,9 @@ def resized_crop(
 
     The box may be traced and fractional. Pixels just outside the box (inside the image)
     contribute to the kernel at its border, as in PIL's ``Image.resize(..., box=...)``.
+    Each output pixel sums a fixed number of taps, enough for a box up to the image's
+    size (a traced box larger than the image is shrunk with too narrow a kernel: pass
+    such a box as Python numbers, which are sized for).
 
     Example:
       >>> import jax.numpy as jnp
@@ -178,7 +179,7 @@ def resized_crop(
       (2, 2, 3)
     """
     h_out, w_out = size
-    xf = to_float(x)
+    reach = (_static(height, x.shape[0]), _static(width, x.shape[1]))
     height = jnp.asarray(height, jnp.float32)
     width = jnp.asarray(width, jnp.float32)
     top = jnp.asarray(top, jnp.float32)
@@ -191,18 +192,15 @@ def resized_crop(
         yi = jnp.clip(jnp.floor(ys).astype(jnp.int32), 0, x.shape[0] - 1)
         xi = jnp.clip(jnp.floor(xs).astype(jnp.int32), 0, x.shape[1] - 1)
         return x[yi[:, None], xi[None, :]]
-    scale = jnp.stack([h_out / height, w_out / width])
-    translation = -jnp.stack([top, left]) * scale
-    out = jax.image.scale_and_translate(
-        xf,
-        (h_out, w_out, x.shape[2]),
-        (0, 1),
-        scale,
-        translation,
-        RESIZE_METHODS[method],
-        antialias=antialias,
-    )
-    return like(out, x.dtype)
+    box = (top, left, height, width)
+    return like(R.resample(x, box, size, method, antialias, reach), x.dtype)
+
+
+def _static(length: Any, in_size: int) -> int:
+    """The longest box side along an axis of ``in_size``: ``length`` when it is known."""
+    if isinstance(length, int | float):
+        return max(in_size, math.ceil(length))
+    return in_size
 
 
 def affine_matrix(

@@ -62,7 +62,12 @@ class RandomFlip(SpatialOperator, RandomOperator):
     def warp(self, x: jax.Array, params: Any, main: bool) -> jax.Array:
         """Flips ``x`` if ``params`` is True."""
         axis = 1 if self.direction == "horizontal" else 0
-        return jnp.where(params, jnp.flip(x, axis=axis), x)
+        # One gather at the flipped or straight positions, not a select between the image
+        # and its mirror: XLA fuses the operator before it into either form, and in the
+        # select it computes that operator twice (a resize, say: several times slower).
+        n = x.shape[axis]
+        positions = jnp.arange(n)
+        return jnp.take(x, jnp.where(params, n - 1 - positions, positions), axis=axis)
 
 
 _DIRECTIONS = ("horizontal", "vertical")

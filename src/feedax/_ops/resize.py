@@ -20,13 +20,11 @@ from feedax._ops._common import (
     check_interval,
     check_size,
 )
-
-ATTEMPTS = 10
-"""Candidate boxes RandomResizedCrop draws at once per record (torchvision's retries)."""
+from feedax._ops._crop_box import ATTEMPTS, central_box, fallback_sides
 
 
 class Resize(SpatialOperator):
-    """Resizes an HWC image with ``jax.image`` (antialiased when downscaling, as PIL).
+    """Resizes an HWC image as PIL does (antialiased when downscaling).
 
     Deterministic: applies in train and eval mode. uint8 stays uint8 (rounded).
 
@@ -90,8 +88,11 @@ class RandomResizedCrop(SpatialOperator, RandomOperator):
     ``log(ratio)``, sides rounded) and takes the first that fits; if none fits, the
     central crop with the aspect clamped to ``ratio`` (the whole image when it is inside
     ``ratio``). The same distribution as torchvision's loop. The box position is uniform.
-    Resampling is ``jax.image.scale_and_translate`` (antialiased when downscaling), so
-    pixels just outside the box weigh in at its border, as PIL's ``resize(box=...)``.
+    Resampling is PIL's (``Image.resize(size, filter, box)``: antialiased when
+    downscaling, and pixels just outside the box weigh in at its border), computed as two
+    separable passes of a few taps per output pixel. For decoding and cropping on the
+    host instead (images of many sizes, or much larger than ``size``), see
+    :class:`feedax.DecodeRandomResizedCrop`.
     In eval mode it resizes the central box of the output's aspect (the largest that
     fits) to ``size``, so eval batches have the train shape: torchvision's
     ``Resize(size) + CenterCrop(size)``, which users write by hand for eval.
@@ -149,7 +150,7 @@ class RandomResizedCrop(SpatialOperator, RandomOperator):
         fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
         first = jnp.argmax(fits)
         found = jnp.any(fits)
-        fh, fw = self._fallback(height, width)
+        fh, fw = fallback_sides(height, width, self.ratio)
         h = jnp.where(found, h[first], fh)
         w = jnp.where(found, w[first], fw)
         top = jnp.where(found, below(u[-2], height - h + 1), (height - fh) // 2)
@@ -158,19 +159,7 @@ class RandomResizedCrop(SpatialOperator, RandomOperator):
 
     def eval_params(self, shape: tuple[int, ...]) -> Any:
         """The largest central box with the aspect of ``size``."""
-        height, width = shape[0], shape[1]
-        out_h, out_w = self.size
-        h, w = min(height, round(width * out_h / out_w)), min(width, round(height * out_w / out_h))
-        h, w = max(1, h), max(1, w)
-        return (*G.center_crop_offsets(shape, (h, w)), h, w)
-
-    def _fallback(self, height: int, width: int) -> tuple[int, int]:
-        aspect = width / height
-        if aspect < self.ratio[0]:
-            return max(1, min(height, round(width / self.ratio[0]))), width
-        if aspect > self.ratio[1]:
-            return height, max(1, min(width, round(height * self.ratio[1])))
-        return height, width
+        return central_box(shape[0], shape[1], self.size)
 
     def warp(self, x: jax.Array, params: Any, main: bool) -> jax.Array:
         """Resizes the box ``params`` of one HWC value to ``size``."""

@@ -2,6 +2,7 @@
 
 from feedax._sources.array_record import ArrayRecordSource, write_array_record
 from feedax._sources.codec import decode_record, encode_record
+from feedax._sources.decode_crop import DecodeRandomResizedCrop
 from feedax._sources.decode_image import DecodeImage
 from feedax._sources.hf import HFSource
 from feedax._sources.image_folder import ImageFolderSource
@@ -13,6 +14,7 @@ from feedax._sources.tokenize_text import TokenizeText
 __all__ = [
     "ArrayRecordSource",
     "DecodeImage",
+    "DecodeRandomResizedCrop",
     "HFSource",
     "ImageFolderSource",
     "NpySource",

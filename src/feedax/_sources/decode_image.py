@@ -13,10 +13,11 @@ from feedax._errors import SourceError
 from feedax._sources._common import require
 from feedax._sources._files import open_file
 
-_FIX = "The file is corrupt or not an image: re-encode it or remove it from the dataset"
+FIX = "The file is corrupt or not an image: re-encode it or remove it from the dataset"
 
 
-def _simplejpeg() -> Any:
+def simplejpeg_module() -> Any:
+    """Simplejpeg when installed, else None."""
     try:
         import simplejpeg
     except ImportError:
@@ -94,53 +95,18 @@ class DecodeImage:
 
     def __call__(self, record: dict[str, Any], ctx: Any) -> dict[str, np.ndarray]:
         """Decodes ``record[field]``; returns the image and the record's numeric fields."""
-        if self.field not in record:
-            raise SourceError(
-                f"DecodeImage: the record has no field {self.field!r} (it has {sorted(record)}). "
-                "Pass field= naming the field with the image path or bytes."
-            )
-        value = record[self.field]
-        data, where = self._bytes(value)
-        if not data:
-            raise SourceError(f"image {where} is empty (0 bytes). {_FIX}")
+        data, where = image_bytes(record, self.field, "DecodeImage")
         try:
             image = self._decode(data)
         except Exception as error:
             raise SourceError(
-                f"cannot decode image {where}: {type(error).__name__}: {error}. {_FIX}"
+                f"cannot decode image {where}: {type(error).__name__}: {error}. {FIX}"
             ) from error
-        out = {
-            k: np.asarray(v)
-            for k, v in record.items()
-            if k != self.field and np.asarray(v).dtype.kind not in "OSUV"
-        }
-        out[self.out_field] = image
-        return out
-
-    def _bytes(self, value: Any) -> tuple[bytes, str]:
-        if isinstance(value, np.ndarray) and value.dtype == object and value.ndim == 0:
-            value = value.item()
-        if isinstance(value, bytes | bytearray | memoryview):
-            return bytes(value), f"bytes of field {self.field!r}"
-        if isinstance(value, np.bytes_):
-            return bytes(value), f"bytes of field {self.field!r}"
-        if isinstance(value, str | os.PathLike):
-            path = os.fspath(value)
-            try:
-                with open_file(path, "DecodeImage") as f:
-                    return f.read(), f"file {path!r}"
-            except OSError as error:
-                raise SourceError(
-                    f"cannot read image file {path!r}: {error}. Check the path."
-                ) from error
-        raise SourceError(
-            f"DecodeImage: field {self.field!r} holds {type(value).__name__}; expected a file path "
-            "(str) or encoded image bytes."
-        )
+        return with_image(record, self.field, self.out_field, image)
 
     def _decode(self, data: bytes) -> np.ndarray:
         height, width = self.size
-        simplejpeg = _simplejpeg() if data[:2] == b"\xff\xd8" else None
+        simplejpeg = simplejpeg_module() if data[:2] == b"\xff\xd8" else None
         if simplejpeg is not None:
             h0, w0, _, _ = simplejpeg.decode_jpeg_header(data)
             scale = max(height / h0, width / w0) if self.mode == "center_crop" else None
@@ -153,13 +119,7 @@ class DecodeImage:
                 min_width=min_w,
             )
         else:
-            from PIL import Image
-
-            with Image.open(io.BytesIO(data)) as img:
-                if img.mode.startswith("I"):  # 16-bit grey: PIL's convert would saturate
-                    array = _eight_bit(np.asarray(img), self.channels)
-                else:
-                    array = np.asarray(img.convert("L" if self.channels == 1 else "RGB"))
+            array = decode_pil(data, self.channels)
         if array.ndim == 2:
             array = array[:, :, None]
         return self._fit(array)
@@ -182,6 +142,71 @@ class DecodeImage:
             resized = resized[:, :, None]
         top, left = (new_h - height) // 2, (new_w - width) // 2
         return np.ascontiguousarray(resized[top : top + height, left : left + width])
+
+
+def image_bytes(record: dict[str, Any], field: str, who: str) -> tuple[bytes, str]:
+    """The encoded image of ``record[field]`` (bytes, or a file path read) and where from.
+
+    Raises:
+      SourceError: the field is missing, holds another type, or the image is empty or
+        unreadable.
+    """
+    if field not in record:
+        raise SourceError(
+            f"{who}: the record has no field {field!r} (it has {sorted(record)}). "
+            "Pass field= naming the field with the image path or bytes."
+        )
+    value = record[field]
+    if isinstance(value, np.ndarray) and value.dtype == object and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, bytes | bytearray | memoryview | np.bytes_):
+        data, where = bytes(value), f"bytes of field {field!r}"
+    elif isinstance(value, str | os.PathLike):
+        path = os.fspath(value)
+        try:
+            with open_file(path, who) as f:
+                data, where = f.read(), f"file {path!r}"
+        except OSError as error:
+            raise SourceError(
+                f"cannot read image file {path!r}: {error}. Check the path."
+            ) from error
+    else:
+        raise SourceError(
+            f"{who}: field {field!r} holds {type(value).__name__}; expected a file path "
+            "(str) or encoded image bytes."
+        )
+    if not data:
+        raise SourceError(f"image {where} is empty (0 bytes). {FIX}")
+    return data, where
+
+
+def decode_pil(data: bytes, channels: int, draft: tuple[int, int] | None = None) -> np.ndarray:
+    """Decodes with Pillow to uint8, HW (grey) or HWC (RGB).
+
+    ``draft``: a (width, height) a JPEG may be decoded down to (DCT scaling, never below
+    that size); other formats ignore it.
+    """
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        if draft is not None:
+            img.draft("L" if channels == 1 else "RGB", draft)
+        if img.mode.startswith("I"):  # 16-bit grey: PIL's convert would saturate
+            return _eight_bit(np.asarray(img), channels)
+        return np.asarray(img.convert("L" if channels == 1 else "RGB"))
+
+
+def with_image(
+    record: dict[str, Any], field: str, out_field: str, image: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The image in ``out_field`` and the record's fields that can go to a device."""
+    out = {
+        k: np.asarray(v)
+        for k, v in record.items()
+        if k != field and np.asarray(v).dtype.kind not in "OSUV"
+    }
+    out[out_field] = image
+    return out
 
 
 def _eight_bit(levels: np.ndarray, channels: int) -> np.ndarray:
