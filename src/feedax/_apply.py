@@ -174,8 +174,19 @@ def _apply_donating(
     epoch: jax.Array,
     indices: jax.Array,
     valid: jax.Array,
-) -> tuple[dict[str, jax.Array], dict[int, jax.Array]]:
-    return _run(layout, values, {**kept, **donated}, epoch, indices, valid)
+) -> tuple[list[dict[str, jax.Array]], list[jax.Array], dict[int, jax.Array]]:
+    """``layout.extra`` is ``(parts,)``: the batch holds that many steps (``feedax._groups``)."""
+    (parts,) = layout.extra
+    out, changed = _run(layout, values, {**kept, **donated}, epoch, indices, valid)
+    return _split(out, parts), _split(valid, parts), changed
+
+
+def _split(tree: Any, parts: int) -> list[Any]:
+    """``tree``'s leaves cut into ``parts`` equal blocks of rows, as separate outputs."""
+    if parts == 1:
+        return [tree]
+    rows = jax.tree.leaves(tree)[0].shape[0] // parts
+    return [jax.tree.map(lambda v, k=k: v[k * rows : (k + 1) * rows], tree) for k in range(parts)]
 
 
 # The batch's buffers belong to the pipeline and are not used after the step, so those
@@ -191,22 +202,27 @@ def _gather_apply_jit(
     keys: jax.Array,
     start: jax.Array,
     epoch: jax.Array,
-) -> tuple[dict[str, jax.Array], dict[int, jax.Array], jax.Array, jax.Array]:
+) -> tuple[list[Batch], dict[int, jax.Array], jax.Array, list[jax.Array]]:
     """Order, gather and operators in one program, for data held on the device.
 
-    ``layout.extra`` is ``(n, batch_size, sharding or None, shuffle)``.
+    ``layout.extra`` is ``(n, batch_size, sharding or None, shuffle, parts)``: ``parts``
+    consecutive steps from ``start`` (``feedax._groups``), returned as separate batches.
     """
-    n, batch_size, sharding, shuffle = layout.extra
-    positions = start.astype(jnp.uint32) + jnp.arange(batch_size, dtype=jnp.uint32)
+    n, batch_size, sharding, shuffle, parts = layout.extra
+    offsets = jnp.arange(parts * batch_size, dtype=jnp.uint32)
+    positions = start.astype(jnp.uint32) + offsets
     valid = positions < n
-    # Padding rows repeat row 0's record, as on the host (see feedax._plan).
-    positions = jnp.where(valid, positions, start.astype(jnp.uint32))
+    # Padding rows repeat their step's row 0, as on the host (see feedax._plan); a step of
+    # a group's padding, wholly past the end, repeats the group's first row.
+    first = start.astype(jnp.uint32) + offsets // batch_size * batch_size
+    first = jnp.where(first < n, first, start.astype(jnp.uint32))
+    positions = jnp.where(valid, positions, first)
     indices = (permute(jnp, positions, keys, n) if shuffle else positions).astype(jnp.int32)
     batch = {k: jnp.take(v, indices, axis=0) for k, v in columns.items()}
     if sharding is not None:
         batch, indices, valid = jax.lax.with_sharding_constraint((batch, indices, valid), sharding)
     out, changed = _run(layout, values, batch, epoch, indices, valid)
-    return out, changed, indices, valid
+    return _split(out, parts), changed, indices, _split(valid, parts)
 
 
 class BoundOperators:
@@ -225,6 +241,7 @@ class BoundOperators:
         self.variables = jax.tree.leaves(self.state, is_leaf=lambda x: isinstance(x, nnx.Variable))
         self.layout = _Layout(self.graphdef, jax.tree.structure(self.state))
         self._donatable: frozenset[str] | None = None if donate else frozenset()
+        self._layouts: dict[int, _Layout] = {}
 
     def __call__(
         self, batch: dict[str, jax.Array], epoch: Any, indices: jax.Array, valid: jax.Array
@@ -234,34 +251,50 @@ class BoundOperators:
         With ``donate=True`` the batch is consumed: buffers that can hold an output of the
         same shape and dtype are reused for it.
         """
+        return self.parts(batch, epoch, indices, valid, 1)[0][0]
+
+    def parts(
+        self,
+        batch: dict[str, jax.Array],
+        epoch: Any,
+        indices: jax.Array,
+        valid: jax.Array,
+        parts: int,
+    ) -> tuple[list[dict[str, jax.Array]], list[jax.Array]]:
+        """As a call, on a batch of ``parts`` steps' rows: each one's output and valid mask."""
         if self._donatable is None:
             outputs, _ = jax.eval_shape(
                 apply_batch, self.graphdef, self.state, batch, epoch, indices, valid
             )
             shapes = {(o.shape, o.dtype) for o in jax.tree.leaves(outputs)}
             self._donatable = frozenset(k for k, v in batch.items() if (v.shape, v.dtype) in shapes)
-        donated = {k: v for k, v in batch.items() if k in self._donatable}
-        kept = {k: v for k, v in batch.items() if k not in self._donatable}
+        # A group's outputs are slices of its rows: no input buffer could hold one.
+        donatable = self._donatable if parts == 1 else frozenset()
+        donated = {k: v for k, v in batch.items() if k in donatable}
+        kept = {k: v for k, v in batch.items() if k not in donatable}
         values = jax.tree.leaves(self.state)
-        out, changed = _apply_jit(self.layout, values, donated, kept, epoch, indices, valid)
+        if parts not in self._layouts:
+            self._layouts[parts] = _Layout(self.graphdef, self.layout.treedef, (parts,))
+        layout = self._layouts[parts]
+        out, valids, changed = _apply_jit(layout, values, donated, kept, epoch, indices, valid)
         self._write_back(changed)
-        return out
+        return out, valids
 
     def gathering(
-        self, *, n: int, batch_size: int, sharding: Any, shuffle: bool
-    ) -> Callable[[dict[str, jax.Array], np.ndarray, int, Any], tuple[Batch, jax.Array]]:
-        """A function ``(columns, keys, start, epoch) -> (batch, valid)`` for on-device data.
+        self, *, n: int, batch_size: int, sharding: Any, shuffle: bool, parts: int = 1
+    ) -> Callable[[dict[str, jax.Array], np.ndarray, int, Any], tuple[list[Batch], list[Any]]]:
+        """A function ``(columns, keys, start, epoch) -> (batches, valids)`` for on-device data.
 
         Each call is one compiled program: order, gather and operators; it returns the
-        batch at order ``start`` of ``columns`` (``n`` records) and its valid mask, and
-        writes back the state the operators changed. ``keys`` are the epoch's order keys
-        (see ``feedax._order.round_keys``).
+        ``parts`` batches from order ``start`` of ``columns`` (``n`` records) with their
+        valid masks, and writes back the state the operators changed. ``keys`` are the
+        epoch's order keys (see ``feedax._order.round_keys``).
         """
-        layout = self._gather_layout(n, batch_size, sharding, shuffle)
+        layout = self._gather_layout(n, batch_size, sharding, shuffle, parts)
 
         def gathered(
             columns: dict[str, jax.Array], keys: np.ndarray, start: int, epoch: Any
-        ) -> tuple[Batch, jax.Array]:
+        ) -> tuple[list[Batch], list[Any]]:
             values = jax.tree.leaves(self.state)
             out, changed, _, valid = _gather_apply_jit(
                 layout, values, columns, keys, np.int32(start), epoch
@@ -281,17 +314,21 @@ class BoundOperators:
         batch_size: int,
         sharding: Any,
         shuffle: bool,
+        parts: int = 1,
     ) -> Any:
         """Traces the program of :meth:`gathering` (``jax.stages.Traced``), to compile early.
 
         Arguments may be ``jax.ShapeDtypeStruct``s; with the same shapes and placements as
         the later calls, compiling the result fills the cache those calls look in.
         """
-        layout = self._gather_layout(n, batch_size, sharding, shuffle)
+        layout = self._gather_layout(n, batch_size, sharding, shuffle, parts)
         return _gather_apply_jit.trace(layout, values, columns, keys, np.int32(0), np.int32(0))
 
-    def _gather_layout(self, n: int, batch_size: int, sharding: Any, shuffle: bool) -> _Layout:
-        return _Layout(self.graphdef, self.layout.treedef, (n, batch_size, sharding, shuffle))
+    def _gather_layout(
+        self, n: int, batch_size: int, sharding: Any, shuffle: bool, parts: int
+    ) -> _Layout:
+        extra = (n, batch_size, sharding, shuffle, parts)
+        return _Layout(self.graphdef, self.layout.treedef, extra)
 
     def _write_back(self, changed: dict[int, jax.Array]) -> None:
         for i, value in changed.items():

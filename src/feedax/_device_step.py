@@ -33,6 +33,7 @@ class Gather:
       shuffle: whether the order is shuffled.
       seed: the order's seed.
       sharding: the batch's (all-``Auto``) sharding, or None.
+      group: steps one call gathers (``feedax._groups``).
     """
 
     data: DeviceData
@@ -41,6 +42,7 @@ class Gather:
     shuffle: bool
     seed: int
     sharding: jax.sharding.Sharding | None
+    group: int = 1
 
     @property
     def layout(self) -> dict[str, Any]:
@@ -50,6 +52,7 @@ class Gather:
             "batch_size": self.batch_size,
             "sharding": self.sharding,
             "shuffle": self.shuffle,
+            "parts": self.group,
         }
 
 
@@ -65,6 +68,7 @@ class DeviceStep:
       unit_range: (operator, field) pairs whose float values must lie in [0, 1],
         checked on the first batch (with every float field's finiteness).
       labels: ``(field, num_classes)`` of OneHot labels, checked in on-device columns.
+      group: the steps of a grouped load (``feedax._groups``) from host-read data.
     """
 
     def __init__(
@@ -77,6 +81,7 @@ class DeviceStep:
         device_sharding: jax.sharding.Sharding | None,
         unit_range: tuple[tuple[str, str], ...] = (),
         labels: tuple[tuple[str, int], ...] = (),
+        group: int = 1,
     ):
         # Without operators (packed token rows, say) there is nothing to run per batch.
         self.call = BoundOperators(operators, donate=True) if len(operators) or gather else None
@@ -86,13 +91,17 @@ class DeviceStep:
             assert self.call is not None
             self.gathered = self.call.gathering(**gather.layout)
         self.with_valid = with_valid
+        self.group = group
         self.unit_range, self.labels = unit_range, labels
         self._first = True  # the first batch's values are looked at, then never
         self.relabel = sharding if sharding is not device_sharding else None
         self._keys: tuple[int, np.ndarray] = (-1, np.zeros(0, np.uint32))
 
-    def __call__(self, loaded: Loaded) -> Batch:
-        """The batch of ``loaded``, with the operators applied."""
+    def __call__(self, loaded: Loaded) -> list[Batch]:
+        """The batches of ``loaded``'s steps, with the operators applied.
+
+        A group's padding steps are computed too; the caller zips with ``loaded.steps``.
+        """
         step = loaded.step
         if self._first:
             self._first = False
@@ -107,20 +116,20 @@ class DeviceStep:
             assert self.gather is not None
             if self._keys[0] != step.epoch:
                 self._keys = (step.epoch, round_keys(self.gather.seed, step.epoch))
-            out, valid = self.gathered(
+            outs, valids = self.gathered(
                 self.gather.data.columns, self._keys[1], step.start, np.int32(step.epoch)
             )
         else:
             epochs = np.int32(step.epoch) if loaded.epochs is None else loaded.epochs
-            valid = loaded.valid
-            out = dict(loaded.fields)
-            if self.call is not None:
-                out = self.call(out, epochs, loaded.index, valid)
-        if self.with_valid:
-            out[VALID] = valid
+            outs, valids = [dict(loaded.fields)], [loaded.valid]
+            if self.call is not None:  # grouped loads (all padded to the group) have operators
+                outs, valids = self.call.parts(outs[0], epochs, loaded.index, valids[0], self.group)
+        for out, valid in zip(outs, valids, strict=True):
+            if self.with_valid:
+                out[VALID] = valid
         if self.relabel is not None:
-            out = jax.device_put(out, self.relabel)  # same layout: re-labels, copies nothing
-        return out
+            outs = jax.device_put(outs, self.relabel)  # same layout: re-labels, copies nothing
+        return outs
 
 
 class CompileAhead:

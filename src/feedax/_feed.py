@@ -17,6 +17,7 @@ from feedax._packed_rows import PackedReader
 from feedax._plan import Locate, Planner, RowPlan
 from feedax._read import GatherReader, HostReader, Placement
 from feedax._skip import SkipReader
+from feedax._source import Source
 from feedax._sources._ragged import length_index
 from feedax._sources.mix import Mix
 from feedax._step import Loaded, Position
@@ -168,8 +169,12 @@ def build_feed(
     window: int,
     seed: int,
     read_ahead: int,
+    group: int = 1,
 ) -> Feed:
-    """The feed of a pipeline: a stream's reader, the skip policy's, or plan and reader."""
+    """The feed of a pipeline: a stream's reader, the skip policy's, or plan and reader.
+
+    ``group``: steps read (or gathered) as one (``feedax._groups``).
+    """
     if isinstance(source, StreamSource):
         return StreamReader(
             source, host, spec, placement, window=window, seed=seed, read_ahead=read_ahead
@@ -178,5 +183,51 @@ def build_feed(
     if skip:
         return SkipFeed(plan, SkipReader(source, host, spec, placement, read_ahead))
     if plan.order is None:
-        return PlannedFeed(plan, GatherReader())
-    return PlannedFeed(plan, HostReader(source, host, spec, placement, read_ahead))
+        return PlannedFeed(plan, GatherReader(group))
+    return PlannedFeed(plan, HostReader(source, host, spec, placement, read_ahead, group))
+
+
+def choose_feed(pipe: Any) -> tuple[Planner | None, Feed]:
+    """The plan (None for a stream) and the feed of a pipeline being built, chosen once.
+
+    Its source, options, placement, mixture schedule and group size are set.
+    """
+    source, plan = pipe.source, None
+    mixture = pipe.mixture if isinstance(source, Mix) else None
+    schedule = None if mixture is None else lambda: np.asarray(mixture[...])
+    if pipe.pack is not None:
+        return packed_feed(
+            source,
+            pipe.pack,
+            host=pipe.host,
+            batch_size=pipe.batch_size,
+            seed=pipe.seed,
+            shuffle=bool(pipe.shuffle),  # never a BlockShuffle (checked)
+            filter=pipe.filter,
+            schedule=schedule,
+            placement=pipe._placement,
+            ids=pipe._ids,
+        )
+    if isinstance(source, Source):
+        plan = plan_of(
+            source,
+            batch_size=pipe.batch_size,
+            seed=pipe.seed,
+            shuffle=pipe.shuffle,
+            filter=pipe.filter,
+            schedule=schedule,
+            on_device=pipe._gather is not None,
+        )
+    feed = build_feed(
+        source,
+        plan,
+        host=pipe.host,
+        spec=dict(pipe._input_spec),
+        placement=pipe._placement,
+        skip=pipe.on_error == "skip",
+        window=pipe.shuffle_window,
+        seed=pipe.seed,
+        read_ahead=max(pipe.prefetch, 1),
+        group=pipe._group,
+    )
+    return plan, feed

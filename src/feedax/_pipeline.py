@@ -15,13 +15,13 @@ from feedax._apply import AnyOperator, apply_operators, traced_spec
 from feedax._block_order import BlockShuffle
 from feedax._device_step import VALID, CompileAhead, DeviceStep, Gather, Gathering
 from feedax._errors import PipelineError, StateMismatchError
-from feedax._feed import Feed, build_feed, packed_feed, plan_of
+from feedax._feed import choose_feed
 from feedax._filter import Filter
+from feedax._groups import pipeline_group
 from feedax._host import HostMap
 from feedax._modes import ModeHolders, claim
 from feedax._pack import Pack, truncated
 from feedax._placement import DeviceData, auto_axes, local_rows, replicated
-from feedax._plan import Planner
 from feedax._prefetch import Prefetcher
 from feedax._profile import Profile, StageTimes, run_profile
 from feedax._ranges import label_ranges, unit_range_fields
@@ -185,8 +185,9 @@ class Pipeline(nnx.Module, pytree=False):
         self._holders = ModeHolders([self.operators, *([host] if host else [])])
         self._make_state(spec)
         check_eval_shape(self.operators, spec, batch_size)  # traces: bad records fail here
+        self._group = pipeline_group(self, spec)
         self._gather = self._start_gathering(spec)
-        self._rows, self._feed = self._choose_feed()
+        self._rows, self._feed = choose_feed(self)
 
     def _make_state(self, spec: dict[str, jax.ShapeDtypeStruct]) -> None:
         """The pipeline's Variables: cursor, signature, and what its options keep."""
@@ -210,7 +211,8 @@ class Pipeline(nnx.Module, pytree=False):
         # The upload is lazy (the first read of device_columns' arrays), so it overlaps XLA.
         data = DeviceData(columns, self._device_sharding)
         n, sharding = len(source), self._device_sharding
-        gather = Gather(data, n, self.batch_size, bool(self.shuffle), self.seed, sharding)
+        shuffle, group = bool(self.shuffle), self._group
+        gather = Gather(data, n, self.batch_size, shuffle, self.seed, sharding, group)
         return Gathering(gather, CompileAhead(self.operators, gather, spec))
 
     def __nnx_repr__(self) -> Iterator[Any]:
@@ -233,47 +235,6 @@ class Pipeline(nnx.Module, pytree=False):
         if drop and self.filter is None and self.pack is None:
             return n - n % self.batch_size
         return n
-
-    def _choose_feed(self) -> tuple[Planner | None, Feed]:
-        """The plan (None for a stream) and the feed that plans and reads, chosen once."""
-        source, plan = self.source, None
-        mixture = self.mixture if isinstance(source, Mix) else None
-        schedule = None if mixture is None else lambda: np.asarray(mixture[...])
-        if self.pack is not None:
-            return packed_feed(
-                source,
-                self.pack,
-                host=self.host,
-                batch_size=self.batch_size,
-                seed=self.seed,
-                shuffle=bool(self.shuffle),  # never a BlockShuffle (checked)
-                filter=self.filter,
-                schedule=schedule,
-                placement=self._placement,
-                ids=self._ids,
-            )
-        if isinstance(source, Source):
-            plan = plan_of(
-                source,
-                batch_size=self.batch_size,
-                seed=self.seed,
-                shuffle=self.shuffle,
-                filter=self.filter,
-                schedule=schedule,
-                on_device=self._gather is not None,
-            )
-        feed = build_feed(
-            source,
-            plan,
-            host=self.host,
-            spec=dict(self._input_spec),
-            placement=self._placement,
-            skip=self.on_error == "skip",
-            window=self.shuffle_window,
-            seed=self.seed,
-            read_ahead=max(self.prefetch, 1),
-        )
-        return plan, feed
 
     @property
     def truncated_tokens(self) -> int:
@@ -390,6 +351,7 @@ class Pipeline(nnx.Module, pytree=False):
             device_sharding=self._device_sharding,
             unit_range=unit_range_fields(self.operators, dict(self._input_spec)),
             labels=self._placement.labels,
+            group=self._group,
         )
 
     def _iterate(self, single_epoch: bool, times: StageTimes | None = None) -> Generator[Batch]:
@@ -411,22 +373,26 @@ class Pipeline(nnx.Module, pytree=False):
                         # Nothing was left of the epoch (skipped or filtered records).
                         self.cursor.set_value(np.asarray((at.epoch + 1, 0, 0), np.int64))
                         return
-                    batch = step_fn(loaded)
-                    if times is not None:
-                        times.add(received - asked, loaded, received, batch)
-                    if step.skipped:
-                        self._record_skips(step.skipped, step.epoch)
-                    if step.segments is not None and hasattr(self, "truncated"):
-                        cut = truncated(step.segments)
-                        self.truncated.set_value(np.asarray(self.truncated[...]) + cut)
-                    # Replace, never write into, the array: snapshots of the state keep theirs.
-                    mine = np.asarray(step.after, np.int64)
-                    self.cursor.set_value(mine)
-                    yield batch
-                    if single_epoch and step.last:
-                        return
-                    if not _unchanged(self.cursor, mine) or self._holders.mode(self) != mode:
-                        break  # a state was loaded, or a mode changed: re-plan from the cursor
+                    for step, batch in zip(loaded.steps, step_fn(loaded), strict=False):
+                        if times is not None:
+                            times.add(received - asked, loaded, received, batch)
+                        if step.skipped:
+                            self._record_skips(step.skipped, step.epoch)
+                        if step.segments is not None and hasattr(self, "truncated"):
+                            cut = truncated(step.segments)
+                            self.truncated.set_value(np.asarray(self.truncated[...]) + cut)
+                        # Replace, never write into, the array: snapshots keep theirs (a
+                        # fresh array needs none of set_value's copy, a tenth of a step).
+                        mine = np.asarray(step.after, np.int64)
+                        self.cursor.set_raw_value(mine)
+                        yield batch
+                        if single_epoch and step.last:
+                            return
+                        if not _unchanged(self.cursor, mine) or self._holders.mode(self) != mode:
+                            break  # a state was loaded, or a mode changed: re-plan from it
+                    else:
+                        continue
+                    break
 
     def _record_skips(self, skipped: tuple[int, ...], epoch: int) -> None:
         n, name, limit = len(self.source), self.source.name, self.max_skip_fraction  # type: ignore[arg-type]

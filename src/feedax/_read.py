@@ -13,6 +13,7 @@ import jax
 import numpy as np
 
 from feedax._dtypes import check_fits_device
+from feedax._groups import groups, padded
 from feedax._host import HostMap
 from feedax._ranges import check_labels
 from feedax._sources.mix import Mix
@@ -48,32 +49,45 @@ class Placement:
     labels: tuple[tuple[str, int], ...] = ()
     ids: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None
 
-    def put(self, step: Step, records: dict[str, np.ndarray], read: float) -> Loaded:
-        """``records`` (this process's rows of ``step``) on the devices, with their identities."""
+    def put(self, steps: tuple[Step, ...], records: dict[str, np.ndarray], read: float) -> Loaded:
+        """``records`` (this process's rows of ``steps``, in turn) on the devices.
+
+        With their identities; ``steps`` beyond the first are a group's (``feedax._groups``,
+        its padding copies included), loaded as one.
+        """
         began = time.perf_counter()
         lo, hi = self.rows
-        assert step.indices is not None
+
+        def rows(name: str) -> np.ndarray:
+            parts = [getattr(step, name)[lo:hi] for step in steps]
+            return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+        indices = rows("indices")
         for field, values in records.items():
             check_fits_device(field, values)
-        check_labels(self.labels, records, step.indices[lo:hi])
+        check_labels(self.labels, records, indices)
         if self.ids is not None:
-            records = {**records, **self.ids(step.indices[lo:hi])}
+            records = {**records, **self.ids(indices)}
         arrays: dict[str, Any] = {"fields": records}
         if self.identities:
-            arrays["index"] = step.indices[lo:hi].astype(np.int32)
-            if step.epochs is not None:
-                arrays["epochs"] = step.epochs[lo:hi].astype(np.int32)
+            arrays["index"] = indices.astype(np.int32)
+            if steps[0].epochs is not None:
+                arrays["epochs"] = rows("epochs").astype(np.int32)
         if self.masks:
-            arrays["valid"] = step.valid[lo:hi]
+            arrays["valid"] = rows("valid")
         placed = self._transfer(arrays)
+        real = list(steps)
+        while len(real) > 1 and real[-1] is real[-2]:  # padding: copies of the last step
+            real.pop()
         return Loaded(
-            step,
+            steps[0],
             placed["fields"],
             placed.get("index"),
             placed.get("valid"),
             placed.get("epochs"),
-            read=read,
-            transfer=time.perf_counter() - began,
+            read=read / len(real),
+            transfer=(time.perf_counter() - began) / len(real),
+            more=tuple(real[1:]),
         )
 
     def put_steps(
@@ -90,7 +104,7 @@ class Placement:
         if self.sharding is not None or not plain or len(steps) == 1:
             for k, step in enumerate(steps):
                 part = {f: v[k * rows : (k + 1) * rows] for f, v in records.items()}
-                yield self.put(step, part, read=read)
+                yield self.put((step,), part, read=read)
             return
         began = time.perf_counter()
         for field, values in records.items():
@@ -182,13 +196,20 @@ class HostReader:
     """
 
     def __init__(
-        self, source: Any, host: HostMap | None, spec: Spec, placement: Placement, read_ahead: int
+        self,
+        source: Any,
+        host: HostMap | None,
+        spec: Spec,
+        placement: Placement,
+        read_ahead: int,
+        group: int = 1,
     ):
         self.source = source
         self.host = host
         self.spec = spec
         self.placement = placement
         self.read_ahead = read_ahead
+        self.group = group
         self._executor: HostExecutor | None = None
 
     def load(self, steps: Iterator[Step]) -> Iterator[Loaded]:
@@ -198,6 +219,13 @@ class HostReader:
         iterations (epochs); they stop when the pipeline is garbage collected.
         """
         lo, hi = self.placement.rows
+        if self.host is None and self.group > 1:
+            for group in groups(steps, self.group):
+                full = padded(group, self.group)
+                rows = np.concatenate([step.indices[lo:hi] for step in full])  # type: ignore[index]
+                records = read_or_explain(self.source, rows)
+                yield self.placement.put(full, records, read=time.perf_counter() - group[0].began)
+            return
         requests = ((step, step.indices[lo:hi], step.epoch) for step in steps)  # type: ignore[index]
         done: Iterator[tuple[Step, dict[str, np.ndarray]]]
         if self.host is None:
@@ -210,13 +238,21 @@ class HostReader:
                 weakref.finalize(self, self._executor.close)
             done = self._executor.map(requests)
         for step, records in done:
-            yield self.placement.put(step, records, read=time.perf_counter() - step.began)
+            yield self.placement.put((step,), records, read=time.perf_counter() - step.began)
 
 
 class GatherReader:
-    """Data held on the device: nothing to read; the device step gathers each batch."""
+    """Data held on the device: nothing to read; the device step gathers each batch.
+
+    Args:
+      group: steps gathered and computed by one device call (``feedax._groups``).
+    """
+
+    def __init__(self, group: int = 1):
+        self.group = group
 
     def load(self, steps: Iterator[Step]) -> Iterator[Loaded]:
-        """The steps, to be gathered on the device."""
-        for step in steps:
-            yield Loaded(step, {}, None, None, None, time.perf_counter() - step.began, 0.0)
+        """The steps (in groups), to be gathered on the device."""
+        for group in groups(steps, self.group):
+            read = time.perf_counter() - group[0].began
+            yield Loaded(group[0], {}, None, None, None, read / len(group), 0.0, group[1:])

@@ -135,7 +135,7 @@ class SkipReader:
         planned = Step(
             epoch, step, start, end, indices, valid, epochs, last, positions, skipped, began
         )
-        return self.placement.put(planned, records, read=time.perf_counter() - began)
+        return self.placement.put((planned,), records, read=time.perf_counter() - began)
 
 
 @dataclasses.dataclass(frozen=True)

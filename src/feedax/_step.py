@@ -85,8 +85,11 @@ class Loaded:
       valid: ``(B,)`` bool on the device (None for on-device data, or when neither an
         operator nor the ``"valid"`` field needs it).
       epochs: ``(B,)`` int32 per-record epochs on the device, or None.
-      read: host seconds spent reading (and in the host stage).
-      transfer: host seconds spent transferring.
+      read: host seconds spent reading (and in the host stage), per step.
+      transfer: host seconds spent transferring, per step.
+      more: further steps loaded with this one (see ``feedax._groups``): their rows follow
+        ``step``'s in ``fields``, ``index`` and ``valid``, padded to the group's size with
+        copies of the last, and one device call computes them all.
     """
 
     step: Step
@@ -96,3 +99,9 @@ class Loaded:
     epochs: Any
     read: float
     transfer: float
+    more: tuple[Step, ...] = ()
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        """The steps this load realises, in order."""
+        return (self.step, *self.more)

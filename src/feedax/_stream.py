@@ -193,7 +193,7 @@ class StreamReader:
             assert step.indices is not None
             for i in step.indices[lo:hi]:
                 store.rows.pop(int(i), None)
-            yield self.placement.put(step, records, read=time.perf_counter() - step.began)
+            yield self.placement.put((step,), records, read=time.perf_counter() - step.began)
 
     def _requests(
         self, at: Position, drop: bool, store: WindowStore
