@@ -124,17 +124,26 @@ def _map_source(source: Any, cfg: Any) -> Any:
 
 def w1(data: Bundle, cfg: CifarConfig) -> Iterator[dict[str, Any]]:
     """W1 with Grain: shuffle, repeat, per-record ``random_map``, batch."""
+    return cifar(data, cfg, grain.ReadOptions(num_threads=_READ_THREADS["w1"]))
+
+
+def cifar(data: Bundle, cfg: CifarConfig, options: Any) -> Iterator[dict[str, Any]]:
+    """W1's pipeline, reading with ``options`` (``grain.ReadOptions``)."""
     ds = _map_source(_Records(data, "w1"), cfg).random_map(_CifarAugment(cfg), seed=cfg.seed)
-    ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=_READ_THREADS["w1"]))
+    ds = ds.to_iter_dataset(options)
+    return _finish(ds.batch(cfg.batch_size, drop_remainder=True), cfg.workers)
+
+
+def jpeg(data: Bundle, cfg: JpegConfig, options: Any) -> Iterator[dict[str, Any]]:
+    """W2's pipeline over the bundle's JPEG records (in-memory bytes or files)."""
+    ds = _map_source(_JpegSource(jpeg_records(data, cfg)), cfg)
+    ds = ds.random_map(_JpegAugment(cfg), seed=cfg.seed)
+    ds = ds.to_iter_dataset(options)
     return _finish(ds.batch(cfg.batch_size, drop_remainder=True), cfg.workers)
 
 
 def _jpeg(data: Bundle, cfg: JpegConfig, kind: str) -> Iterator[dict[str, Any]]:
-    """W2's pipeline over the bundle's JPEG records (in-memory bytes or files)."""
-    ds = _map_source(_JpegSource(jpeg_records(data, cfg)), cfg)
-    ds = ds.random_map(_JpegAugment(cfg), seed=cfg.seed)
-    ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=_READ_THREADS[kind]))
-    return _finish(ds.batch(cfg.batch_size, drop_remainder=True), cfg.workers)
+    return jpeg(data, cfg, grain.ReadOptions(num_threads=_READ_THREADS[kind]))
 
 
 def w2(data: Bundle, cfg: JpegConfig) -> Iterator[dict[str, Any]]:

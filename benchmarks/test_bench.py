@@ -60,7 +60,7 @@ def _w1(cache: str, **kw: Any) -> tuple[_data.Bundle, _config.CifarConfig]:
     return _data.ensure_data(cfg, cache), cfg
 
 
-W1_VARIANTS = [*IN_PROCESS, "feedax-host", "handwritten"]
+W1_VARIANTS = [*IN_PROCESS, "feedax-host", "handwritten", "grain-defaults"]
 
 
 @pytest.mark.parametrize("variant", W1_VARIANTS)
@@ -112,7 +112,9 @@ def test_w1_random_statistics(cache: str, variant: str) -> None:
 
 # ------------------------------------------------------------------------------ W2
 
-W2_VARIANTS = ["reference", "feedax", "feedax-host", "grain"] + (["torch"] if HAS_TORCH else [])
+W2_VARIANTS = ["reference", "feedax", "feedax-host", "grain", "grain-defaults"] + (
+    ["torch"] if HAS_TORCH else []
+)
 W2_WORKLOADS = ["w2", "w2folder"]
 
 
