@@ -285,3 +285,12 @@ def test_extra_field_of_another_size_is_rejected():
     b = {"image": jnp.zeros((2, 8, 8, 3)), "mask": jnp.zeros((2, 4, 4))}
     with pytest.raises(fx.OperatorError, match="extra field 'mask' must be HW or HWC"):
         run(fx.RandomFlip(fields=("mask",), rngs=nnx.Rngs(augment=0)), b)
+
+
+@pytest.mark.parametrize("method", ["bilinear", "bicubic", "lanczos3"])
+def test_strong_downscale_keeps_every_tap(method):
+    # 64 -> 5 pixels: each output pixel sums about 13 (bilinear) to 39 (lanczos3) inputs.
+    pil = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "lanczos3": Image.LANCZOS}
+    out = np.asarray(jit(F.resize, FLOAT, size=(5, 7), method=method))
+    ref = pil_float(FLOAT, lambda im: im.resize((7, 5), pil[method]))
+    np.testing.assert_allclose(out, ref, atol=1e-4)

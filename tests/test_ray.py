@@ -1,6 +1,7 @@
 """HostMap(backend="ray"): the host stage as Ray tasks on a local cluster, same stream."""
 
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -95,3 +96,31 @@ def test_without_ray_the_error_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ImportError, match=r"pip install 'feedax\[ray\]'"):
         _ray_pool._ray()
+
+
+RAY_OUTLIVES = """
+import time
+import numpy as np
+import ray
+import feedax as fx
+
+source = fx.ArraySource({"id": np.arange(8, dtype=np.int32)})
+stage = fx.HostMap(lambda record, ctx: {"x": record["id"] + 1}, workers=2, backend="ray")
+pipe = fx.Pipeline(source, batch_size=4, host=stage)  # Ray starts in the read-ahead thread
+assert [np.asarray(b["x"]).tolist() for b in pipe.epoch()] == [[1, 2, 3, 4], [5, 6, 7, 8]]
+time.sleep(2)  # the read-ahead thread has ended
+assert ray.get(ray.remote(lambda: 7).remote(), timeout=60) == 7
+print("alive")
+"""
+
+
+def test_a_ray_started_by_feedax_outlives_the_iteration(tmp_path):
+    # Ray's processes die with the thread that started them; feedax starts it from one
+    # that lives as long as the program (a fresh interpreter: Ray not started yet).
+    script = tmp_path / "outlives.py"
+    script.write_text(RAY_OUTLIVES)
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=240, env=env
+    )
+    assert result.returncode == 0 and "alive" in result.stdout, result.stderr[-3000:]

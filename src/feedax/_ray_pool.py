@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -40,17 +41,49 @@ def _fill_task(payload: tuple[Any, Any, Spec], n: int, *args: Any) -> dict[str, 
     return out
 
 
+_OWNER: list[threading.Thread] = []
+
+
+def _start_local(ray: Any) -> None:
+    """``ray.init()`` from a thread that lives as long as the program.
+
+    Ray's processes (GCS, raylet) die with the thread that started them (Linux's
+    parent-death signal follows the thread). A pipeline builds its host stage in its
+    read-ahead thread, which ends with the iteration: Ray would then die with it, and the
+    program would be stopped a minute later. So a daemon thread owns the start.
+    """
+    started: list[BaseException | None] = []
+    done = threading.Event()
+
+    def own() -> None:
+        try:
+            ray.init(log_to_driver=False, include_dashboard=False)
+            started.append(None)
+        except BaseException as error:  # re-raised in the caller
+            started.append(error)
+        done.set()
+        threading.Event().wait()  # never set: the thread lives until the program ends
+
+    owner = threading.Thread(target=own, name="feedax-ray-owner", daemon=True)
+    owner.start()
+    done.wait()
+    if started[0] is not None:
+        raise started[0]
+    _OWNER.append(owner)
+
+
 class RayPool(cf.Executor):
     """Submits chunks of a batch as Ray tasks; each future is done once its rows are in ``out``.
 
-    Ray is started here (``ray.init()``: the cluster of ``RAY_ADDRESS``, else a local one)
-    unless the program started it already, e.g. ``ray.init(address=...)``.
+    Ray is started here (``ray.init()``: the cluster of ``RAY_ADDRESS``, else a local one,
+    from a thread that outlives the pipeline) unless the program started it already,
+    e.g. ``ray.init(address=...)``.
     """
 
     def __init__(self, source: Any, fn: Any, spec: Spec, name: str):
         ray = _ray()
         if not ray.is_initialized():
-            ray.init(log_to_driver=False, include_dashboard=False)
+            _start_local(ray)
         self._ray, self._name, self._source = ray, name, getattr(source, "name", "source")
         self._payload = ray.put((source, fn, dict(spec)))
         self._task = ray.remote(max_retries=RETRIES, retry_exceptions=False)(_fill_task)

@@ -7,7 +7,6 @@ Positions may be traced arrays; sizes are static Python ints.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import jax
@@ -167,11 +166,10 @@ def resized_crop(
 ) -> jax.Array:
     """Resizes the box (``top``, ``left``, ``height``, ``width``) of ``x`` to ``size``.
 
-    The box may be traced and fractional. Pixels just outside the box (inside the image)
-    contribute to the kernel at its border, as in PIL's ``Image.resize(..., box=...)``.
-    Each output pixel sums a fixed number of taps, enough for a box up to the image's
-    size (a traced box larger than the image is shrunk with too narrow a kernel: pass
-    such a box as Python numbers, which are sized for).
+    The box may be traced and fractional, and must lie inside the image (as PIL's
+    ``Image.resize(..., box=...)`` requires). Pixels just outside the box (inside the
+    image) contribute to the kernel at its border, as in PIL. Each output pixel sums a
+    fixed number of taps, enough for any box inside the image.
 
     Example:
       >>> import jax.numpy as jnp
@@ -179,7 +177,6 @@ def resized_crop(
       (2, 2, 3)
     """
     h_out, w_out = size
-    reach = (_static(height, x.shape[0]), _static(width, x.shape[1]))
     height = jnp.asarray(height, jnp.float32)
     width = jnp.asarray(width, jnp.float32)
     top = jnp.asarray(top, jnp.float32)
@@ -193,14 +190,7 @@ def resized_crop(
         xi = jnp.clip(jnp.floor(xs).astype(jnp.int32), 0, x.shape[1] - 1)
         return x[yi[:, None], xi[None, :]]
     box = (top, left, height, width)
-    return like(R.resample(x, box, size, method, antialias, reach), x.dtype)
-
-
-def _static(length: Any, in_size: int) -> int:
-    """The longest box side along an axis of ``in_size``: ``length`` when it is known."""
-    if isinstance(length, int | float):
-        return max(in_size, math.ceil(length))
-    return in_size
+    return like(R.resample(x, box, size, method, antialias), x.dtype)
 
 
 def affine_matrix(

@@ -59,10 +59,10 @@ KERNELS: dict[str, tuple[Kernel, float]] = {
 _EDGE = 1e-3
 
 
-def taps(method: str, reach: int, out_size: int, antialias: bool) -> int:
-    """The taps per output pixel that cover a box of up to ``reach`` input pixels."""
+def taps(method: str, in_size: int, out_size: int, antialias: bool) -> int:
+    """The taps per output pixel that cover any box of an ``in_size`` axis."""
     _, support = KERNELS[method]
-    ss = max(reach / out_size, 1.0) if antialias else 1.0
+    ss = max(in_size / out_size, 1.0) if antialias else 1.0
     return max(1, math.ceil(2.0 * support * ss))
 
 
@@ -73,15 +73,14 @@ def axis_weights(
     out_size: int,
     method: str,
     antialias: bool,
-    reach: int,
 ) -> tuple[jax.Array, jax.Array]:
     """The taps of one axis: input ``index`` and ``weight``, both ``(out_size, taps)``.
 
-    ``start`` and ``length`` (the box along the axis, input pixels) may be traced and
-    fractional; ``length`` must not exceed ``reach``, which sizes the taps.
+    ``start`` and ``length`` (the box along the axis, inside ``[0, in_size]``, input
+    pixels) may be traced and fractional.
     """
     kernel, support = KERNELS[method]
-    n = taps(method, reach, out_size, antialias)
+    n = taps(method, in_size, out_size, antialias)
     scale = length / out_size
     ss = jnp.maximum(scale, 1.0) if antialias else jnp.float32(1.0)
     centre = start + (jnp.arange(out_size, dtype=jnp.float32) + 0.5) * scale
@@ -116,20 +115,17 @@ def resample(
     size: tuple[int, int],
     method: str,
     antialias: bool,
-    reach: tuple[int, int] | None = None,
 ) -> jax.Array:
-    """Resamples the box ``(top, left, height, width)`` of HWC ``x`` to ``size``.
+    """Resamples the box ``(top, left, height, width)`` (inside the image) of HWC ``x``.
 
-    ``reach``: the longest box sides the taps must cover (default: the image's). The
-    result is float32 (float64 for float64 input). The axis whose pass is cheaper runs
+    To ``size``; float32 (float64 for float64 input). The axis whose pass is cheaper runs
     first (fewer multiply-adds over both passes).
     """
     top, left, height, width = box
     h_in, w_in = x.shape[0], x.shape[1]
     h_out, w_out = size
-    reach_h, reach_w = reach or (h_in, w_in)
-    rows = axis_weights(top, height, h_in, h_out, method, antialias, reach_h)
-    cols = axis_weights(left, width, w_in, w_out, method, antialias, reach_w)
+    rows = axis_weights(top, height, h_in, h_out, method, antialias)
+    cols = axis_weights(left, width, w_in, w_out, method, antialias)
     t_rows, t_cols = rows[0].shape[1], cols[0].shape[1]
     rows_first = h_out * w_in * t_rows + h_out * w_out * t_cols
     cols_first = h_in * w_out * t_cols + h_out * w_out * t_rows
