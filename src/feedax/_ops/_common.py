@@ -246,24 +246,26 @@ def lerp(u: jax.Array, low: Any, high: Any) -> jax.Array:
 
 
 def box_sides(
-    u: jax.Array,
+    u: Any,
     height: int,
     width: int,
     scale: tuple[float, float],
     ratio: tuple[float, float],
-) -> tuple[jax.Array, jax.Array]:
+    xp: Any = jnp,
+) -> tuple[Any, Any]:
     """The sides of ``n`` candidate boxes (torchvision's retries) from ``2 n`` U[0, 1) draws.
 
     Box ``i`` has its area uniform in ``scale`` times the image area (from ``u[i]``) and
     its aspect ``a`` log-uniform in ``ratio`` (from ``u[n + i]``). Returns the rounded
-    int32 sides ``(sqrt(area * a), sqrt(area / a))``, so ``a`` is first side / second side.
+    (half to even) int32 sides ``(sqrt(area * a), sqrt(area / a))``, so ``a`` is first
+    side / second side. ``xp``: ``jax.numpy``, or NumPy for the host's draws.
     """
     n = u.shape[0] // 2
     area = height * width * lerp(u[:n], *scale)
     lo, hi = math.log(ratio[0]), math.log(ratio[1])
-    aspect = jnp.exp(lerp(u[n : 2 * n], lo, hi))
-    along = jnp.round(jnp.sqrt(area * aspect)).astype(jnp.int32)
-    across = jnp.round(jnp.sqrt(area / aspect)).astype(jnp.int32)
+    aspect = xp.exp(lerp(u[n : 2 * n], lo, hi))
+    along = xp.round(xp.sqrt(area * aspect)).astype(xp.int32)
+    across = xp.round(xp.sqrt(area / aspect)).astype(xp.int32)
     return along, across
 
 

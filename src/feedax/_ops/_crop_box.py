@@ -7,9 +7,9 @@ Pure Python on static sizes, shared by the device operator
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
+
+from feedax._ops._common import box_sides
 
 ATTEMPTS = 10
 """Candidate boxes drawn at once per record (torchvision's retries)."""
@@ -45,16 +45,11 @@ def random_box(
 ) -> tuple[int, int, int, int]:
     """(top, left, h, w) from ``2 * ATTEMPTS + 2`` U[0, 1) draws, in NumPy.
 
-    The device operator's rule: candidate ``i`` has area ``u[i]``-uniform in ``scale``
-    times the image's and log-aspect ``u[ATTEMPTS + i]``-uniform in ``log(ratio)``, sides
-    rounded half to even; the first that fits is placed at a uniform position (the last
-    two draws), else :func:`fallback_sides`, centred.
+    The device operator's rule: the candidates of ``box_sides``; the first that fits is
+    placed at a uniform position (the last two draws), else :func:`fallback_sides`,
+    centred.
     """
-    area = height * width * (scale[0] + (scale[1] - scale[0]) * u[:ATTEMPTS])
-    lo, hi = math.log(ratio[0]), math.log(ratio[1])
-    aspect = np.exp(lo + (hi - lo) * u[ATTEMPTS : 2 * ATTEMPTS])
-    w = np.round(np.sqrt(area * aspect)).astype(np.int64)
-    h = np.round(np.sqrt(area / aspect)).astype(np.int64)
+    w, h = box_sides(u[: 2 * ATTEMPTS], height, width, scale, ratio, xp=np)
     fits = np.flatnonzero((w > 0) & (w <= width) & (h > 0) & (h <= height))
     if not len(fits):
         fh, fw = fallback_sides(height, width, ratio)
