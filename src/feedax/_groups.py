@@ -24,6 +24,7 @@ import numpy as np
 from flax import nnx
 
 from feedax._operator import BatchOperator
+from feedax._source import Source
 from feedax._step import Step
 
 MAX_STEPS = 8
@@ -34,8 +35,6 @@ MAX_BYTES = 16 << 20
 
 def pipeline_group(pipe: Any, spec: dict[str, jax.ShapeDtypeStruct]) -> int:
     """The group size of a pipeline being built (its options and operators set)."""
-    from feedax._source import Source
-
     plain = (
         isinstance(pipe.source, Source)
         and pipe.host is None

@@ -37,7 +37,7 @@ from feedax._state import (
     components,
     signature,
 )
-from feedax._step import Position
+from feedax._step import Position, Step
 from feedax._stream import StreamSource
 from feedax._summary import Summary, refuse_tabulate, summarize
 from feedax._validate import (
@@ -373,26 +373,32 @@ class Pipeline(nnx.Module, pytree=False):
                         # Nothing was left of the epoch (skipped or filtered records).
                         self.cursor.set_value(np.asarray((at.epoch + 1, 0, 0), np.int64))
                         return
+                    replan = False
                     for step, batch in zip(loaded.steps, step_fn(loaded), strict=False):
                         if times is not None:
                             times.add(received - asked, loaded, received, batch)
-                        if step.skipped:
-                            self._record_skips(step.skipped, step.epoch)
-                        if step.segments is not None and hasattr(self, "truncated"):
-                            cut = truncated(step.segments)
-                            self.truncated.set_value(np.asarray(self.truncated[...]) + cut)
-                        # Replace, never write into, the array: snapshots keep theirs (a
-                        # fresh array needs none of set_value's copy, a tenth of a step).
-                        mine = np.asarray(step.after, np.int64)
-                        self.cursor.set_raw_value(mine)
+                        mine = self._hand_over(step)
                         yield batch
                         if single_epoch and step.last:
                             return
                         if not _unchanged(self.cursor, mine) or self._holders.mode(self) != mode:
-                            break  # a state was loaded, or a mode changed: re-plan from it
-                    else:
-                        continue
-                    break
+                            replan = True  # a state was loaded, or a mode changed
+                            break
+                    if replan:
+                        break
+
+    def _hand_over(self, step: Step) -> np.ndarray:
+        """Records what ``step`` skipped and cut, and moves the cursor past it (returned)."""
+        if step.skipped:
+            self._record_skips(step.skipped, step.epoch)
+        if step.segments is not None and hasattr(self, "truncated"):
+            cut = truncated(step.segments)
+            self.truncated.set_value(np.asarray(self.truncated[...]) + cut)
+        # Replace, never write into, the array: snapshots keep theirs (a fresh array needs
+        # none of set_value's copy, a tenth of a small step).
+        mine = np.asarray(step.after, np.int64)
+        self.cursor.set_raw_value(mine)
+        return mine
 
     def _record_skips(self, skipped: tuple[int, ...], epoch: int) -> None:
         n, name, limit = len(self.source), self.source.name, self.max_skip_fraction  # type: ignore[arg-type]

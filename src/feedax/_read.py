@@ -49,14 +49,16 @@ class Placement:
     labels: tuple[tuple[str, int], ...] = ()
     ids: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None
 
-    def put(self, steps: tuple[Step, ...], records: dict[str, np.ndarray], read: float) -> Loaded:
-        """``records`` (this process's rows of ``steps``, in turn) on the devices.
+    def put(
+        self, group: tuple[Step, ...], records: dict[str, np.ndarray], read: float, size: int = 1
+    ) -> Loaded:
+        """``records`` (this process's rows of ``group`` padded to ``size``) on the devices.
 
-        With their identities; ``steps`` beyond the first are a group's (``feedax._groups``,
-        its padding copies included), loaded as one.
+        With their identities; a group of several steps (``feedax._groups``) is loaded as one.
         """
         began = time.perf_counter()
         lo, hi = self.rows
+        steps = padded(group, size)
 
         def rows(name: str) -> np.ndarray:
             parts = [getattr(step, name)[lo:hi] for step in steps]
@@ -76,18 +78,15 @@ class Placement:
         if self.masks:
             arrays["valid"] = rows("valid")
         placed = self._transfer(arrays)
-        real = list(steps)
-        while len(real) > 1 and real[-1] is real[-2]:  # padding: copies of the last step
-            real.pop()
         return Loaded(
-            steps[0],
+            group[0],
             placed["fields"],
             placed.get("index"),
             placed.get("valid"),
             placed.get("epochs"),
-            read=read / len(real),
-            transfer=(time.perf_counter() - began) / len(real),
-            more=tuple(real[1:]),
+            read=read / len(group),
+            transfer=(time.perf_counter() - began) / len(group),
+            more=group[1:],
         )
 
     def put_steps(
@@ -224,7 +223,8 @@ class HostReader:
                 full = padded(group, self.group)
                 rows = np.concatenate([step.indices[lo:hi] for step in full])  # type: ignore[index]
                 records = read_or_explain(self.source, rows)
-                yield self.placement.put(full, records, read=time.perf_counter() - group[0].began)
+                read = time.perf_counter() - group[0].began
+                yield self.placement.put(group, records, read=read, size=self.group)
             return
         requests = ((step, step.indices[lo:hi], step.epoch) for step in steps)  # type: ignore[index]
         done: Iterator[tuple[Step, dict[str, np.ndarray]]]

@@ -1,6 +1,6 @@
 """The boxes of a random-resized crop that need no draw: the fallback and the eval box.
 
-Pure Python on static sizes, shared by the device operator
+Plain Python on static sizes, shared by the device operator
 (:class:`feedax.RandomResizedCrop`) and the host decoder
 (:class:`feedax.DecodeRandomResizedCrop`), so both crop the same boxes.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from feedax._ops._common import box_sides
+from feedax._ops._geometry_fn import center_crop_offsets
 
 ATTEMPTS = 10
 """Candidate boxes drawn at once per record (torchvision's retries)."""
@@ -33,7 +34,7 @@ def central_box(height: int, width: int, size: tuple[int, int]) -> tuple[int, in
     out_h, out_w = size
     h = max(1, min(height, round(width * out_h / out_w)))
     w = max(1, min(width, round(height * out_w / out_h)))
-    return round((height - h) / 2.0), round((width - w) / 2.0), h, w
+    return (*center_crop_offsets((height, width), (h, w)), h, w)
 
 
 def random_box(

@@ -17,14 +17,9 @@ from feedax._ops import _resample as R
 from feedax._ops._common import like, pixel_fill
 
 PAD_MODES = ("constant", "edge", "reflect", "symmetric")
-RESIZE_METHODS = {
-    "nearest": "nearest",  # torchvision's NEAREST: source pixel floor(i * in / out)
-    "nearest_exact": "nearest",  # torchvision's NEAREST_EXACT and PIL's: floor((i + 0.5) ...)
-    "bilinear": "linear",
-    "bicubic": "cubic",
-    "lanczos3": "lanczos3",
-    "lanczos5": "lanczos5",
-}
+# "nearest": torchvision's NEAREST, source pixel floor(i * in / out); "nearest_exact":
+# torchvision's NEAREST_EXACT and PIL's, floor((i + 0.5) * in / out); then the kernels.
+RESIZE_METHODS = ("nearest", "nearest_exact", *R.KERNELS)
 WARP_METHODS = ("nearest", "bilinear")
 
 

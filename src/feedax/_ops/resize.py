@@ -57,7 +57,7 @@ class Resize(SpatialOperator):
         super().__init__(field=field)
         pair = check_size(type(self).__name__, "size", size)
         self.size: int | tuple[int, int] = size if isinstance(size, int) else pair
-        self.method = check_choice(type(self).__name__, "method", method, tuple(G.RESIZE_METHODS))
+        self.method = check_choice(type(self).__name__, "method", method, G.RESIZE_METHODS)
         self.antialias = bool(antialias)
         self.fields = check_fields(type(self).__name__, fields, field)
 
@@ -138,7 +138,7 @@ class RandomResizedCrop(SpatialOperator, RandomOperator):
         self.size = check_size(name, "size", size)
         self.scale = check_interval(name, "scale", scale, 1e-6, 1.0)
         self.ratio = check_interval(name, "ratio", ratio, 1e-3, 1e3)
-        self.method = check_choice(name, "method", method, tuple(G.RESIZE_METHODS))
+        self.method = check_choice(name, "method", method, G.RESIZE_METHODS)
         self.antialias = bool(antialias)
         self.fields = check_fields(name, fields, field)
 

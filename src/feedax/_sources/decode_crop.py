@@ -10,13 +10,11 @@ import numpy as np
 
 from feedax._errors import SourceError
 from feedax._ops._crop_box import ATTEMPTS, central_box, random_box
-from feedax._sources._common import require
 from feedax._sources.decode_image import (
-    FIX,
     decode_pil,
-    image_bytes,
+    decoded,
+    image_options,
     simplejpeg_module,
-    with_image,
 )
 
 _JPEG = b"\xff\xd8"
@@ -81,18 +79,12 @@ class DecodeRandomResizedCrop:
         out_field: str = "image",
         channels: int = 3,
     ):
-        require(["PIL", "PIL.Image"], extra="image", user="DecodeRandomResizedCrop")
         name = "DecodeRandomResizedCrop"
-        height, width = (size, size) if isinstance(size, int) else tuple(size)
-        if not all(isinstance(v, int) and v > 0 for v in (height, width)):
-            raise SourceError(f"{name}: size must be positive ints (h, w), got {size!r}.")
-        for what, (lo, hi), floor in (("scale", scale, 0.0), ("ratio", ratio, 0.0)):
-            if not (floor < lo <= hi) or (what == "scale" and hi > 1.0):
-                limit = "0 < low <= high <= 1" if what == "scale" else "0 < low <= high"
-                raise SourceError(f"{name}: {what} must satisfy {limit}, got {(lo, hi)!r}.")
-        if channels not in (1, 3):
-            raise SourceError(f"{name}: channels must be 1 or 3, got {channels!r}.")
-        self.size = (int(height), int(width))
+        self.size = image_options(name, size, channels)
+        if not 0 < scale[0] <= scale[1] <= 1:
+            raise SourceError(f"{name}: scale must satisfy 0 < low <= high <= 1, got {scale!r}.")
+        if not 0 < ratio[0] <= ratio[1]:
+            raise SourceError(f"{name}: ratio must satisfy 0 < low <= high, got {ratio!r}.")
         self.scale = (float(scale[0]), float(scale[1]))
         self.ratio = (float(ratio[0]), float(ratio[1]))
         self.field = field
@@ -113,14 +105,11 @@ class DecodeRandomResizedCrop:
                 f"{ctx!r}. Run it in fx.HostMap, or pass fx.HostContext(epoch=, index=, "
                 "training=, seed=)."
             )
-        data, where = image_bytes(record, self.field, "DecodeRandomResizedCrop")
-        try:
-            image = self._crop(data, ctx)
-        except Exception as error:
-            raise SourceError(
-                f"cannot decode image {where}: {type(error).__name__}: {error}. {FIX}"
-            ) from error
-        return with_image(record, self.field, self.out_field, image)
+
+        def crop(data: bytes) -> np.ndarray:
+            return self._crop(data, ctx)
+
+        return decoded(record, "DecodeRandomResizedCrop", self.field, self.out_field, crop)
 
     def box(self, height: int, width: int, ctx: Any) -> tuple[int, int, int, int]:
         """The record's box ``(top, left, h, w)`` in an image of ``height`` x ``width``."""

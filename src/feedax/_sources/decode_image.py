@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 import os
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -73,15 +74,9 @@ class DecodeImage:
         channels: int = 3,
         mode: Literal["center_crop", "resize"] = "center_crop",
     ):
-        require(["PIL", "PIL.Image"], extra="image", user="DecodeImage")
-        height, width = (size, size) if isinstance(size, int) else tuple(size)
-        if not all(isinstance(v, int) and v > 0 for v in (height, width)):
-            raise SourceError(f"DecodeImage: size must be positive ints (h, w), got {size!r}.")
-        if channels not in (1, 3):
-            raise SourceError(f"DecodeImage: channels must be 1 or 3, got {channels!r}.")
+        self.size = image_options("DecodeImage", size, channels)
         if mode not in ("center_crop", "resize"):
             raise SourceError(f"DecodeImage: mode must be 'center_crop' or 'resize', got {mode!r}.")
-        self.size = (int(height), int(width))
         self.field = field
         self.out_field = out_field
         self.channels = channels
@@ -95,14 +90,7 @@ class DecodeImage:
 
     def __call__(self, record: dict[str, Any], ctx: Any) -> dict[str, np.ndarray]:
         """Decodes ``record[field]``; returns the image and the record's numeric fields."""
-        data, where = image_bytes(record, self.field, "DecodeImage")
-        try:
-            image = self._decode(data)
-        except Exception as error:
-            raise SourceError(
-                f"cannot decode image {where}: {type(error).__name__}: {error}. {FIX}"
-            ) from error
-        return with_image(record, self.field, self.out_field, image)
+        return decoded(record, "DecodeImage", self.field, self.out_field, self._decode)
 
     def _decode(self, data: bytes) -> np.ndarray:
         height, width = self.size
@@ -142,6 +130,44 @@ class DecodeImage:
             resized = resized[:, :, None]
         top, left = (new_h - height) // 2, (new_w - width) // 2
         return np.ascontiguousarray(resized[top : top + height, left : left + width])
+
+
+def image_options(who: str, size: int | tuple[int, int], channels: int) -> tuple[int, int]:
+    """The output ``(height, width)`` of an image decoder, its options checked.
+
+    Raises:
+      ImportError: Pillow is missing (naming the ``image`` extra).
+      SourceError: ``size`` is not positive ints, or ``channels`` is not 1 or 3.
+    """
+    require(["PIL", "PIL.Image"], extra="image", user=who)
+    height, width = (size, size) if isinstance(size, int) else tuple(size)
+    if not all(isinstance(v, int) and v > 0 for v in (height, width)):
+        raise SourceError(f"{who}: size must be positive ints (h, w), got {size!r}.")
+    if channels not in (1, 3):
+        raise SourceError(f"{who}: channels must be 1 or 3, got {channels!r}.")
+    return int(height), int(width)
+
+
+def decoded(
+    record: dict[str, Any],
+    who: str,
+    field: str,
+    out_field: str,
+    decode: Callable[[bytes], np.ndarray],
+) -> dict[str, np.ndarray]:
+    """``decode`` of ``record[field]``'s image in ``out_field``, beside the numeric fields.
+
+    Raises:
+      SourceError: the image is missing, unreadable or does not decode (naming where).
+    """
+    data, where = image_bytes(record, field, who)
+    try:
+        image = decode(data)
+    except Exception as error:
+        raise SourceError(
+            f"cannot decode image {where}: {type(error).__name__}: {error}. {FIX}"
+        ) from error
+    return with_image(record, field, out_field, image)
 
 
 def image_bytes(record: dict[str, Any], field: str, who: str) -> tuple[bytes, str]:
