@@ -214,13 +214,14 @@ def jax_cifar_batch_fn(cfg: CifarConfig) -> Any:
 
 
 def _resize_weights(
-    start: Any, length: Any, in_size: int, out_size: int, taps: int
+    start: Any, length: Any, in_size: int, out_size: int, taps: int, flip: Any = False
 ) -> tuple[Any, Any]:
     """Sparse bilinear (triangle) resampling weights of one axis, PIL's definition.
 
     Output pixel ``i`` is centred on ``c = start + (i + 0.5) * length / out_size``; with
     ``ss = max(length / out_size, 1)`` (antialiasing when shrinking), input pixel ``k``
     contributes ``max(0, 1 - |k + 0.5 - c| / ss)``, over ``0 <= k < in_size``, normalised.
+    Where ``flip``, output pixel ``i`` takes the taps of ``out_size - 1 - i``.
 
     Returns:
         ``(index, weight)``, both ``(out_size, taps)``.
@@ -229,7 +230,11 @@ def _resize_weights(
 
     scale = length / out_size
     ss = jnp.maximum(scale, 1.0)
-    centre = start + (jnp.arange(out_size, dtype=jnp.float32) + 0.5) * scale
+    # Reversed positions rather than reversed tables: XLA would compute both tables in
+    # the resampling loop, for every output value, to select between them.
+    ascending = jnp.arange(out_size, dtype=jnp.float32)
+    position = jnp.where(flip, out_size - 1 - ascending, ascending)
+    centre = start + (position + 0.5) * scale
     first = jnp.floor(centre - ss + 0.5)
     k = first[:, None] + jnp.arange(taps, dtype=jnp.float32)[None, :]
     w = jnp.maximum(0.0, 1.0 - jnp.abs(k + 0.5 - centre[:, None]) / ss)
@@ -258,17 +263,16 @@ def jax_jpeg_batch_fn(cfg: JpegConfig) -> Any:
         height, width = img.shape[0], img.shape[1]
         x0, y0, w, h = rrc_box(u, height, width, cfg, xp=jnp)
         iy, wy = _resize_weights(y0, h, height, s, taps)
-        ix, wx = _resize_weights(x0, w, width, s, taps)
         # The flip is folded into the column taps (output column p reads the taps of
         # s - 1 - p): flipping the output afterwards is several times slower on CPU.
-        ix = jnp.where(flip, ix[::-1], ix)
-        wx = jnp.where(flip, wx[::-1], wx)
-        # A sum over the taps of gathered rows (then columns): on CPU this fuses into one
-        # loop per pass, several times faster than einsum or a dense resampling matmul.
-        rows = sum(
-            wy[:, t, None, None] * img[iy[:, t]].astype(jnp.float32) for t in range(taps)
-        )  # (s, W, C)
-        out = sum(wx[None, :, t, None] * rows[:, ix[:, t]] for t in range(taps))  # (s, s, C)
+        ix, wx = _resize_weights(x0, w, width, s, taps, flip)
+        # A sum over the taps of gathered columns, then rows: on CPU this fuses into one
+        # loop, several times faster than einsum or a dense resampling matmul. Rows last:
+        # a last gather along the columns leaves XLA's output transposed, and copied back.
+        cols = sum(
+            wx[None, :, t, None] * img[:, ix[:, t]].astype(jnp.float32) for t in range(taps)
+        )  # (H, s, C)
+        out = sum(wy[:, t, None, None] * cols[iy[:, t]] for t in range(taps))  # (s, s, C)
         return (out - mean) / std
 
     @jax.jit

@@ -11,9 +11,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from feedax._chain import run_chain
 from feedax._context import BATCH_AXIS, RecordContext
 from feedax._operator import BatchOperator, Operator
 from feedax._order import permute
+from feedax._recycle import Recycler, recyclable
 
 AnyOperator = Operator | BatchOperator
 Batch = dict[str, jax.Array]
@@ -106,8 +108,7 @@ def _vmap_run(
     ) -> Any:
         run = nnx.merge(graphdef, state)
         ctx = RecordContext(epoch, index, ok)
-        for op in run:
-            record = op(record, ctx)
+        record = run_chain(run, record, ctx)
         return record, nnx.state(run)
 
     epoch_axis = None if epoch.ndim == 0 else 0
@@ -174,11 +175,27 @@ def _apply_donating(
     epoch: jax.Array,
     indices: jax.Array,
     valid: jax.Array,
+    spares: list[jax.Array | None],
 ) -> tuple[list[dict[str, jax.Array]], list[jax.Array], dict[int, jax.Array]]:
-    """``layout.extra`` is ``(parts,)``: the batch holds that many steps (``feedax._groups``)."""
+    """``layout.extra`` is ``(parts,)``: the batch holds that many steps (``feedax._groups``).
+
+    ``spares``: per output leaf, a donated buffer to write it into, or None (``_recycle``).
+    """
     (parts,) = layout.extra
     out, changed = _run(layout, values, {**kept, **donated}, epoch, indices, valid)
-    return _split(out, parts), _split(valid, parts), changed
+    return _written_into(spares, _split(out, parts)), _split(valid, parts), changed
+
+
+def _written_into(spares: list[jax.Array | None], tree: Any) -> Any:
+    """``tree`` with each leaf that has a spare written into it (the output then lives there)."""
+    if not spares:
+        return tree
+    leaves, treedef = jax.tree.flatten(tree)
+    leaves = [
+        leaf if spare is None else jax.lax.dynamic_update_slice(spare, leaf, (0,) * leaf.ndim)
+        for leaf, spare in zip(leaves, spares, strict=True)
+    ]
+    return jax.tree.unflatten(treedef, leaves)
 
 
 def _split(tree: Any, parts: int) -> list[Any]:
@@ -191,7 +208,7 @@ def _split(tree: Any, parts: int) -> list[Any]:
 
 # The batch's buffers belong to the pipeline and are not used after the step, so those
 # that can hold an output (same shape and dtype) are donated to it.
-_apply_jit = jax.jit(_apply_donating, static_argnums=0, donate_argnums=2)
+_apply_jit = jax.jit(_apply_donating, static_argnums=0, donate_argnums=(2, 7))
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -242,6 +259,8 @@ class BoundOperators:
         self.layout = _Layout(self.graphdef, jax.tree.structure(self.state))
         self._donatable: frozenset[str] | None = None if donate else frozenset()
         self._layouts: dict[int, _Layout] = {}
+        self._recycle = donate
+        self._recyclers: dict[int, Recycler | None] = {}
 
     def __call__(
         self, batch: dict[str, jax.Array], epoch: Any, indices: jax.Array, valid: jax.Array
@@ -263,10 +282,10 @@ class BoundOperators:
     ) -> tuple[list[dict[str, jax.Array]], list[jax.Array]]:
         """As a call, on a batch of ``parts`` steps' rows: each one's output and valid mask."""
         if self._donatable is None:
-            outputs, _ = jax.eval_shape(
+            self._outputs = jax.eval_shape(
                 apply_batch, self.graphdef, self.state, batch, epoch, indices, valid
-            )
-            shapes = {(o.shape, o.dtype) for o in jax.tree.leaves(outputs)}
+            )[0]
+            shapes = {(o.shape, o.dtype) for o in jax.tree.leaves(self._outputs)}
             self._donatable = frozenset(k for k, v in batch.items() if (v.shape, v.dtype) in shapes)
         # A group's outputs are slices of its rows: no input buffer could hold one.
         donatable = self._donatable if parts == 1 else frozenset()
@@ -275,10 +294,28 @@ class BoundOperators:
         values = jax.tree.leaves(self.state)
         if parts not in self._layouts:
             self._layouts[parts] = _Layout(self.graphdef, self.layout.treedef, (parts,))
-        layout = self._layouts[parts]
-        out, valids, changed = _apply_jit(layout, values, donated, kept, epoch, indices, valid)
+            self._recyclers[parts] = self._recycler(batch, donated, parts)
+        layout, recycler = self._layouts[parts], self._recyclers[parts]
+        spares = [] if recycler is None else recycler.spares()
+        out, valids, changed = _apply_jit(
+            layout, values, donated, kept, epoch, indices, valid, spares
+        )
+        if recycler is not None:
+            recycler.keep(jax.tree.leaves(out))
         self._write_back(changed)
         return out, valids
+
+    def _recycler(
+        self, batch: dict[str, jax.Array], donated: dict[str, jax.Array], parts: int
+    ) -> Recycler | None:
+        """A holder of earlier outputs to write new ones into, where that pays (a CPU)."""
+        if not self._recycle or not recyclable(list(batch.values())):
+            return None
+        outputs = jax.eval_shape(functools.partial(_split, parts=parts), self._outputs)
+        (device,) = next(iter(batch.values())).sharding.device_set
+        skip = frozenset((v.shape, v.dtype) for v in donated.values())
+        recycler = Recycler(jax.tree.leaves(outputs), device, skip)
+        return recycler if any(a is not None for a in recycler.avals) else None
 
     def gathering(
         self, *, n: int, batch_size: int, sharding: Any, shuffle: bool, parts: int = 1

@@ -28,6 +28,8 @@ from feedax._context import RecordContext
 from feedax._errors import OperatorError
 
 Record = Mapping[str, Any]
+Mirror = tuple[Any, Any]
+"""Whether to mirror the rows and the columns of an image (traced booleans)."""
 
 
 def in_eval(module: nnx.Module) -> bool:
@@ -186,9 +188,16 @@ class SpatialOperator(Operator):
     """
 
     fields: tuple[str, ...] = ()
+    mirrorable: ClassVar[bool] = False
+    """Whether :meth:`warp` takes ``mirror=(rows, cols)`` (traced flags) and mirrors its
+    output along those axes in the same pass, so a flip after it costs nothing."""
 
     def draw(self, shape: tuple[int, ...], ctx: RecordContext) -> Any:
         """The parameters of the transform for one record whose main field has ``shape``."""
+        return None
+
+    def mirror(self, ctx: RecordContext) -> Mirror | None:
+        """For an operator that only mirrors: the record's ``(rows, cols)`` flags, else None."""
         return None
 
     def eval_params(self, shape: tuple[int, ...]) -> Any:
@@ -215,11 +224,23 @@ class SpatialOperator(Operator):
             return super().eval_transform(record, ctx)
         return self._warp_all(record, params)
 
-    def _warp_all(self, record: Record, params: Any) -> dict[str, Any]:
+    def params(self, shape: tuple[int, ...], ctx: RecordContext) -> Any:
+        """The parameters the operator warps at in its current mode (None: the identity)."""
+        return self.eval_params(shape) if in_eval(self) else self.draw(shape, ctx)
+
+    def mirrored(self, record: Record, ctx: RecordContext, mirror: Mirror) -> dict[str, Any] | None:
+        """:meth:`transform` followed by ``mirror``, in one pass; None if it is the identity."""
+        params = self.params(tuple(self.checked(record).shape), ctx)
+        return None if params is None else self._warp_all(record, params, mirror)
+
+    def _warp_all(
+        self, record: Record, params: Any, mirror: Mirror | None = None
+    ) -> dict[str, Any]:
         name = type(self).__name__
         x = record[self.field]
         out = dict(record)
-        out[self.field] = self.warp(x, params, True)
+        kw = {} if mirror is None else {"mirror": mirror}
+        out[self.field] = self.warp(x, params, True, **kw)
         for f in self.fields:
             if f not in record:
                 raise OperatorError(
@@ -234,7 +255,7 @@ class SpatialOperator(Operator):
                     "in the source or drop it from fields=."
                 )
             y3 = y if y.ndim == 3 else y[..., None]
-            y3 = self.warp(y3, params, False)
+            y3 = self.warp(y3, params, False, **kw)
             out[f] = y3 if y.ndim == 3 else y3[..., 0]
         return out
 

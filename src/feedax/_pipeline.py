@@ -84,6 +84,10 @@ class Pipeline(nnx.Module, pytree=False):
     an epoch (the last, partial batch): by default (``drop_remainder=None``) it is dropped
     in train mode and padded in eval mode, so an evaluation covers every record; a
     pipeline that may pad adds a boolean ``"valid"`` field marking the real records.
+    On a CPU, a batch array of 1 MiB or more that nothing refers to any more (not the
+    consumer, nor a NumPy view of it) lends its memory to a later batch (see
+    ``feedax._recycle``): a view taken with ``addressable_data`` does not keep it, so
+    keep the batch while using one.
 
     Args:
       source: where records come from.

@@ -12,7 +12,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from feedax._operator import to_float
+from feedax._operator import Mirror, to_float
 from feedax._ops import _resample as R
 from feedax._ops._common import like, pixel_fill
 
@@ -81,6 +81,31 @@ def _source_index(position: jax.Array, size: int, mode: str) -> jax.Array:
     return jnp.where(folded >= size, period - 1 - folded, folded)
 
 
+def take_pixels(x: jax.Array, rows: jax.Array, cols: jax.Array) -> jax.Array:
+    """``x[rows[:, None], cols[None, :]]`` for HW... ``x``, as one gather of whole pixels.
+
+    XLA on a CPU gathers rows of the ``(H * W, ...)`` view well; at 224 pixels, a gather
+    along the width axis leaves its output transposed in memory and the copy back costs
+    as much again (a flip of 64 images: 8.5 ms against 20).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> x = jnp.arange(6).reshape(2, 3)
+      >>> take_pixels(x, jnp.array([1, 0]), jnp.array([2, 0])).tolist()
+      [[5, 3], [2, 0]]
+    """
+    h, w = x.shape[0], x.shape[1]
+    pixels = (rows[:, None] * w + cols[None, :]).reshape(-1)
+    flat = jnp.take(x.reshape(h * w, *x.shape[2:]), pixels, axis=0)
+    return flat.reshape(rows.shape[0], cols.shape[0], *x.shape[2:])
+
+
+def indices(n: int, flip: Any = None) -> jax.Array:
+    """``0, 1, ..., n - 1``, reversed where ``flip`` (traced) is set."""
+    ascending = jnp.arange(n)
+    return ascending if flip is None else jnp.where(flip, n - 1 - ascending, ascending)
+
+
 def padded_crop(
     x: jax.Array,
     padding: tuple[int, int, int, int],
@@ -90,6 +115,7 @@ def padded_crop(
     left: Any,
     height: int,
     width: int,
+    mirror: Mirror | None = None,
 ) -> jax.Array:
     """``crop(pad(x, padding, mode, fill), top, left, height, width)`` without the pad.
 
@@ -104,8 +130,9 @@ def padded_crop(
       [[0.0, 0.0], [0.0, 0.0]]
     """
     pad_top, _, pad_left, _ = padding
-    rows = jnp.arange(height) + top - pad_top
-    cols = jnp.arange(width) + left - pad_left
+    flips = (None, None) if mirror is None else mirror
+    rows = indices(height, flips[0]) + top - pad_top
+    cols = indices(width, flips[1]) + left - pad_left
     out = jnp.take(
         jnp.take(x, _source_index(rows, x.shape[0], mode), axis=0),
         _source_index(cols, x.shape[1], mode),
@@ -126,7 +153,11 @@ def center_crop_offsets(shape: tuple[int, ...], size: tuple[int, int]) -> tuple[
 
 
 def resize(
-    x: jax.Array, size: tuple[int, int], method: str = "bilinear", antialias: bool = True
+    x: jax.Array,
+    size: tuple[int, int],
+    method: str = "bilinear",
+    antialias: bool = True,
+    mirror: Mirror | None = None,
 ) -> jax.Array:
     """Resizes an HWC image to ``size`` = (height, width).
 
@@ -140,13 +171,14 @@ def resize(
         and torchvision's with antialias); torchvision without antialias and OpenCV use
         a = -0.75, up to a few levels apart at sharp edges.
       antialias: widen the kernel when downscaling (as PIL does), for all but nearest.
+      mirror: traced (rows, cols) flags: mirror the output along those axes too.
 
     Example:
       >>> import jax.numpy as jnp
       >>> resize(jnp.ones((4, 4, 3), jnp.uint8), (2, 3)).shape
       (2, 3, 3)
     """
-    return resized_crop(x, 0, 0, x.shape[0], x.shape[1], size, method, antialias)
+    return resized_crop(x, 0, 0, x.shape[0], x.shape[1], size, method, antialias, mirror)
 
 
 def resized_crop(
@@ -158,6 +190,7 @@ def resized_crop(
     size: tuple[int, int],
     method: str = "bilinear",
     antialias: bool = True,
+    mirror: Mirror | None = None,
 ) -> jax.Array:
     """Resizes the box (``top``, ``left``, ``height``, ``width``) of ``x`` to ``size``.
 
@@ -179,13 +212,14 @@ def resized_crop(
     if method in ("nearest", "nearest_exact"):
         # torchvision's NEAREST samples at output pixel corners, NEAREST_EXACT at centres.
         at = 0.5 if method == "nearest_exact" else 0.0
-        ys = top + (jnp.arange(h_out) + at) * (height / h_out)
-        xs = left + (jnp.arange(w_out) + at) * (width / w_out)
+        flips = (None, None) if mirror is None else mirror
+        ys = top + (R.positions(h_out, flips[0]) + at) * (height / h_out)
+        xs = left + (R.positions(w_out, flips[1]) + at) * (width / w_out)
         yi = jnp.clip(jnp.floor(ys).astype(jnp.int32), 0, x.shape[0] - 1)
         xi = jnp.clip(jnp.floor(xs).astype(jnp.int32), 0, x.shape[1] - 1)
         return x[yi[:, None], xi[None, :]]
     box = (top, left, height, width)
-    return like(R.resample(x, box, size, method, antialias), x.dtype)
+    return like(R.resample(x, box, size, method, antialias, mirror), x.dtype)
 
 
 def affine_matrix(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -73,17 +74,21 @@ def axis_weights(
     out_size: int,
     method: str,
     antialias: bool,
+    flip: Any = None,
 ) -> tuple[jax.Array, jax.Array]:
     """The taps of one axis: input ``index`` and ``weight``, both ``(out_size, taps)``.
 
     ``start`` and ``length`` (the box along the axis, inside ``[0, in_size]``, input
-    pixels) may be traced and fractional.
+    pixels) may be traced and fractional. Where ``flip`` (traced) is set, the output
+    positions come in reverse order.
     """
     kernel, support = KERNELS[method]
     n = taps(method, in_size, out_size, antialias)
     scale = length / out_size
     ss = jnp.maximum(scale, 1.0) if antialias else jnp.float32(1.0)
-    centre = start + (jnp.arange(out_size, dtype=jnp.float32) + 0.5) * scale
+    # Reversed positions, not reversed tables: a select of two tables makes XLA compute
+    # both inside the resampling loop, for every output value.
+    centre = start + (positions(out_size, flip) + 0.5) * scale
     first = jnp.floor(centre - support * ss + 0.5 + _EDGE * ss)
     k = first[:, None] + jnp.arange(n, dtype=jnp.float32)[None, :]
     w = kernel((k + 0.5 - centre[:, None]) / ss)
@@ -115,20 +120,33 @@ def resample(
     size: tuple[int, int],
     method: str,
     antialias: bool,
+    mirror: tuple[Any, Any] | None = None,
 ) -> jax.Array:
     """Resamples the box ``(top, left, height, width)`` (inside the image) of HWC ``x``.
 
-    To ``size``; float32 (float64 for float64 input). The axis whose pass is cheaper runs
-    first (fewer multiply-adds over both passes).
+    ``mirror``: traced flags; where set, the output's rows (or columns) come in reverse
+    order, which is the same tables read backwards.
+
+    To ``size``; float32 (float64 for float64 input). The columns are resampled first
+    (as PIL does) unless the rows first would take less than half the multiply-adds: a
+    last pass along the columns leaves XLA's output transposed in memory, and the copy
+    back costs as much as a pass.
     """
     top, left, height, width = box
     h_in, w_in = x.shape[0], x.shape[1]
     h_out, w_out = size
-    rows = axis_weights(top, height, h_in, h_out, method, antialias)
-    cols = axis_weights(left, width, w_in, w_out, method, antialias)
+    flips = (None, None) if mirror is None else mirror
+    rows = axis_weights(top, height, h_in, h_out, method, antialias, flips[0])
+    cols = axis_weights(left, width, w_in, w_out, method, antialias, flips[1])
     t_rows, t_cols = rows[0].shape[1], cols[0].shape[1]
     rows_first = h_out * w_in * t_rows + h_out * w_out * t_cols
     cols_first = h_in * w_out * t_cols + h_out * w_out * t_rows
-    if rows_first <= cols_first:
+    if 2 * rows_first < cols_first:
         return _pass(_pass(x, 0, *rows), 1, *cols)
     return _pass(_pass(x, 1, *cols), 0, *rows)
+
+
+def positions(n: int, flip: Any = None) -> jax.Array:
+    """``0, 1, ..., n - 1`` as float32, reversed where ``flip`` (traced) is set."""
+    ascending = jnp.arange(n, dtype=jnp.float32)
+    return ascending if flip is None else jnp.where(flip, n - 1 - ascending, ascending)

@@ -10,7 +10,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from feedax._context import RecordContext
-from feedax._operator import RandomOperator, SpatialOperator
+from feedax._operator import Mirror, RandomOperator, SpatialOperator
+from feedax._ops import _geometry_fn as G
 from feedax._ops._common import (
     check_choice,
     check_fields,
@@ -59,15 +60,19 @@ class RandomFlip(SpatialOperator, RandomOperator):
         """Whether the record is flipped."""
         return self.record_uniforms(ctx, 1)[0] < self.p
 
+    def mirror(self, ctx: RecordContext) -> Mirror:
+        """The record's (rows, cols) mirror flags: folded into a resize or crop before it."""
+        flip, keep = self.draw((), ctx), jnp.bool_(False)
+        return (keep, flip) if self.direction == "horizontal" else (flip, keep)
+
     def warp(self, x: jax.Array, params: Any, main: bool) -> jax.Array:
         """Flips ``x`` if ``params`` is True."""
-        axis = 1 if self.direction == "horizontal" else 0
-        # One gather at the flipped or straight positions, not a select between the image
-        # and its mirror: XLA fuses the operator before it into either form, and in the
-        # select it computes that operator twice (a resize, say: several times slower).
-        n = x.shape[axis]
-        positions = jnp.arange(n)
-        return jnp.take(x, jnp.where(params, n - 1 - positions, positions), axis=axis)
+        # One gather of whole pixels at mirrored or straight positions: a select between
+        # the image and its mirror makes XLA compute the operator before it twice.
+        horizontal = self.direction == "horizontal"
+        rows = G.indices(x.shape[0], None if horizontal else params)
+        cols = G.indices(x.shape[1], params if horizontal else None)
+        return G.take_pixels(x, rows, cols)
 
 
 _DIRECTIONS = ("horizontal", "vertical")

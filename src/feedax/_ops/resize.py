@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from feedax._context import RecordContext
-from feedax._operator import RandomOperator, SpatialOperator
+from feedax._operator import Mirror, RandomOperator, SpatialOperator
 from feedax._ops import _geometry_fn as G
 from feedax._ops._common import (
     below,
@@ -45,6 +45,8 @@ class Resize(SpatialOperator):
       (16, 24, 3)
     """
 
+    mirrorable = True
+
     def __init__(
         self,
         size: int | tuple[int, int],
@@ -74,10 +76,12 @@ class Resize(SpatialOperator):
         """The output size."""
         return self.output_size(shape)
 
-    def warp(self, x: jax.Array, params: Any, main: bool) -> jax.Array:
-        """Resizes one HWC value to ``params``."""
+    def warp(
+        self, x: jax.Array, params: Any, main: bool, mirror: Mirror | None = None
+    ) -> jax.Array:
+        """Resizes one HWC value to ``params`` (and mirrors it where ``mirror`` says)."""
         method = self.method if main else "nearest"
-        return G.resize(x, params, method, self.antialias)
+        return G.resize(x, params, method, self.antialias, mirror)
 
 
 class RandomResizedCrop(SpatialOperator, RandomOperator):
@@ -120,6 +124,8 @@ class RandomResizedCrop(SpatialOperator, RandomOperator):
       (8, 8, 3)
     """
 
+    mirrorable = True
+
     def __init__(
         self,
         size: int | tuple[int, int],
@@ -161,8 +167,11 @@ class RandomResizedCrop(SpatialOperator, RandomOperator):
         """The largest central box with the aspect of ``size``."""
         return central_box(shape[0], shape[1], self.size)
 
-    def warp(self, x: jax.Array, params: Any, main: bool) -> jax.Array:
-        """Resizes the box ``params`` of one HWC value to ``size``."""
+    def warp(
+        self, x: jax.Array, params: Any, main: bool, mirror: Mirror | None = None
+    ) -> jax.Array:
+        """Resizes the box ``params`` of one HWC value to ``size`` (mirrored per ``mirror``)."""
         top, left, height, width = params
         method = self.method if main else "nearest"
-        return G.resized_crop(x, top, left, height, width, self.size, method, self.antialias)
+        size, antialias = self.size, self.antialias
+        return G.resized_crop(x, top, left, height, width, size, method, antialias, mirror)
