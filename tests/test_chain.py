@@ -1,4 +1,4 @@
-"""A flip folded into the resize or crop before it gives the output of running both in turn."""
+"""A flip folded into the resize before it gives the output of running both in turn."""
 
 from __future__ import annotations
 
@@ -77,6 +77,7 @@ def test_fold_applies_only_to_a_mirror_of_the_same_fields() -> None:
     # not a mirror, or not a warp that can mirror
     assert _folded(crop, fx.RandomRotation(10, rngs=rngs), record, ctx) is None
     assert _folded(fx.CenterCrop(4), fx.RandomFlip(rngs=rngs), record, ctx) is None
+    assert _folded(fx.RandomCrop(4, rngs=rngs), fx.RandomFlip(rngs=rngs), record, ctx) is None
     flip = fx.RandomFlip(rngs=rngs)
     flip.eval()  # the identity in eval: nothing to fold
     assert _folded(crop, flip, record, ctx) is None

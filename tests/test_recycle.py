@@ -17,13 +17,15 @@ from feedax._recycle import MIN_BYTES, Recycler, recyclable
 N, BATCH, SIDE = 192, 8, 128  # a float32 batch of 8 x 128 x 128 x 3 is 1.5 MiB
 
 
-def _pipeline() -> fx.Pipeline:
+def _pipeline(sharding: Any = None) -> fx.Pipeline:
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (N, SIDE, SIDE, 3), dtype=np.uint8)
     rngs = nnx.Rngs(augment=0)
     operators: list[Any] = [fx.RandomFlip(rngs=rngs), fx.Normalize((128.0,) * 3, (64.0,) * 3)]
     src = fx.ArraySource({"image": images, "label": np.arange(N)})
-    return fx.Pipeline(src, operators, batch_size=BATCH, seed=1, drop_remainder=True)
+    return fx.Pipeline(
+        src, operators, batch_size=BATCH, seed=1, drop_remainder=True, sharding=sharding
+    )
 
 
 def _expected() -> list[np.ndarray]:
@@ -96,3 +98,20 @@ def test_recycler_hands_out_only_free_arrays() -> None:
 def test_only_single_cpu_device_steps_recycle() -> None:
     assert recyclable([jnp.zeros(3)]) == (jax.default_backend() == "cpu")
     assert not recyclable([np.zeros(3)])
+
+
+def test_relabelled_batches_are_not_recycled() -> None:
+    # A user sharding re-labels the step's outputs: the arrays handed over share buffers
+    # with them, so nothing may be recycled.
+    explicit = (jax.sharding.AxisType.Explicit,)
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",), axis_types=explicit)
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+    expected = _expected()
+    held = []
+    for i, batch in enumerate(_pipeline(sharding).epoch()):
+        if i % 2 == 0:
+            held.append(batch["image"])
+        del batch
+        gc.collect()
+    for got, want in zip(held, expected[::2], strict=True):
+        np.testing.assert_array_equal(np.asarray(got), want)

@@ -248,10 +248,13 @@ class BoundOperators:
     Each call runs :func:`apply_batch` compiled (once per graph and batch shapes) on the
     operators' current state, then writes the state they changed (running statistics)
     back into their Variables. Rebuild it after a change of structure or mode. Pipelines
-    pass ``donate=True``: their batches are used once.
+    pass ``donate=True``: their batches are used once, and ``recycle=True`` where nothing
+    but the returned arrays refers to an output's buffer (``feedax._recycle``).
     """
 
-    def __init__(self, operators: nnx.List[AnyOperator], *, donate: bool = False):
+    def __init__(
+        self, operators: nnx.List[AnyOperator], *, donate: bool = False, recycle: bool = False
+    ):
         self.graphdef = nnx.graphdef(operators)
         # nnx.state returns the live Variables: each call reads their current values.
         self.state = nnx.state(operators)
@@ -259,7 +262,7 @@ class BoundOperators:
         self.layout = _Layout(self.graphdef, jax.tree.structure(self.state))
         self._donatable: frozenset[str] | None = None if donate else frozenset()
         self._layouts: dict[int, _Layout] = {}
-        self._recycle = donate
+        self._recycle = recycle
         self._recyclers: dict[int, Recycler | None] = {}
 
     def __call__(

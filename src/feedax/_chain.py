@@ -1,12 +1,14 @@
-"""Running a chain of one-record operators in order, a flip folded into the warp before it.
+"""Running a chain of one-record operators in order, a flip folded into the resize before it.
 
-A resize or crop followed by a flip of its output is, pixel for pixel, the same warp
-with its output's rows or columns taken in reverse order. Folded so, the flip costs
+A resize (or resized crop) followed by a flip of its output is, pixel for pixel, the same
+resize with its output's rows or columns taken in reverse order. Folded so, the flip costs
 nothing; run after it, it is one more pass over the image, and the compiler either
 computes the warp inside the flip's gather (several times slower) or stores and reloads
-it. The fold applies when the warp says it can mirror (``SpatialOperator.mirrorable``),
-the next operator is a mirror (``SpatialOperator.mirror``) in train mode, and both act
-on the same fields; the output is then identical to running them one after the other.
+it (measured: 1.8 times slower for W2's device work). A plain crop is not folded: on
+32-pixel images a separate flip measured faster. The fold applies when the warp says it
+can mirror (``SpatialOperator.mirrorable``), the next operator is a mirror
+(``SpatialOperator.mirror``) in train mode, and both act on the same fields; the output
+is then identical to running them one after the other.
 """
 
 from __future__ import annotations

@@ -83,8 +83,13 @@ class DeviceStep:
         labels: tuple[tuple[str, int], ...] = (),
         group: int = 1,
     ):
+        # Re-labelled outputs share their buffers with the arrays handed over, which the
+        # recycler would not see referred to: it only runs without.
+        self.relabel = sharding if sharding is not device_sharding else None
+        recycle = self.relabel is None
         # Without operators (packed token rows, say) there is nothing to run per batch.
-        self.call = BoundOperators(operators, donate=True) if len(operators) or gather else None
+        bound = BoundOperators(operators, donate=True, recycle=recycle)
+        self.call = bound if len(operators) or gather else None
         self.gather = gather
         self.gathered = None
         if gather is not None:
@@ -94,7 +99,6 @@ class DeviceStep:
         self.group = group
         self.unit_range, self.labels = unit_range, labels
         self._first = True  # the first batch's values are looked at, then never
-        self.relabel = sharding if sharding is not device_sharding else None
         self._keys: tuple[int, np.ndarray] = (-1, np.zeros(0, np.uint32))
 
     def __call__(self, loaded: Loaded) -> list[Batch]:

@@ -10,7 +10,7 @@ from flax import nnx
 
 from feedax._context import RecordContext
 from feedax._errors import OperatorError
-from feedax._operator import Mirror, RandomOperator, SpatialOperator
+from feedax._operator import RandomOperator, SpatialOperator
 from feedax._ops import _geometry_fn as G
 from feedax._ops._common import (
     below,
@@ -50,8 +50,6 @@ class RandomCrop(SpatialOperator, RandomOperator):
       >>> crop({"image": jnp.zeros((32, 32, 3), jnp.uint8)}, ctx)["image"].shape
       (32, 32, 3)
     """
-
-    mirrorable = True
 
     def __init__(
         self,
@@ -99,14 +97,11 @@ class RandomCrop(SpatialOperator, RandomOperator):
         """The central window of the padded image."""
         return G.center_crop_offsets(self._padded(shape), self.size)
 
-    def warp(
-        self, x: jax.Array, params: Any, main: bool, mirror: Mirror | None = None
-    ) -> jax.Array:
+    def warp(self, x: jax.Array, params: Any, main: bool) -> jax.Array:
         """Crops the window at ``params`` of ``x`` padded (without building the pad)."""
         fill = self.fill if main else 0.0
         top, left = params
-        mode = self.padding_mode
-        return G.padded_crop(x, self.padding, mode, fill, top, left, *self.size, mirror)
+        return G.padded_crop(x, self.padding, self.padding_mode, fill, top, left, *self.size)
 
 
 class CenterCrop(SpatialOperator):

@@ -61,18 +61,27 @@ class RandomFlip(SpatialOperator, RandomOperator):
         return self.record_uniforms(ctx, 1)[0] < self.p
 
     def mirror(self, ctx: RecordContext) -> Mirror:
-        """The record's (rows, cols) mirror flags: folded into a resize or crop before it."""
+        """The record's (rows, cols) mirror flags: folded into a resize before it."""
         flip, keep = self.draw((), ctx), jnp.bool_(False)
         return (keep, flip) if self.direction == "horizontal" else (flip, keep)
 
     def warp(self, x: jax.Array, params: Any, main: bool) -> jax.Array:
         """Flips ``x`` if ``params`` is True."""
-        # One gather of whole pixels at mirrored or straight positions: a select between
-        # the image and its mirror makes XLA compute the operator before it twice.
         horizontal = self.direction == "horizontal"
-        rows = G.indices(x.shape[0], None if horizontal else params)
-        cols = G.indices(x.shape[1], params if horizontal else None)
+        axis = 1 if horizontal else 0
+        positions = G.indices(x.shape[axis], params)
+        if x.shape[0] * x.shape[1] < _PIXEL_GATHER:
+            return jnp.take(x, positions, axis=axis)
+        # Large images: one gather of whole pixels (see G.take_pixels). Never a select
+        # between the image and its mirror, which makes XLA compute the operator before
+        # it twice.
+        other = G.indices(x.shape[1 - axis])
+        rows, cols = (other, positions) if horizontal else (positions, other)
         return G.take_pixels(x, rows, cols)
 
+
+_PIXEL_GATHER = 128 * 128
+"""Pixels from which a flip gathers whole pixels rather than along its axis: measured
+faster at 224 x 224 (8.5 ms against 20 for 64 images), slower at 32 x 32 (W1)."""
 
 _DIRECTIONS = ("horizontal", "vertical")
