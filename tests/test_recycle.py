@@ -115,3 +115,20 @@ def test_relabelled_batches_are_not_recycled() -> None:
         gc.collect()
     for got, want in zip(held, expected[::2], strict=True):
         np.testing.assert_array_equal(np.asarray(got), want)
+
+
+def _slow(x: Any, xp: Any) -> Any:
+    y = x
+    for _ in range(30):
+        y = xp.sin(y) + x
+    return y
+
+
+def test_a_reader_still_running_when_its_batch_is_recycled_reads_it_whole() -> None:
+    # The consumer's computation is dispatched, not awaited, and the batch dropped at
+    # once: its buffer may be lent to a later batch while that computation still reads.
+    expected = _expected()
+    slow = jax.jit(lambda x: _slow(x, jnp))
+    pending = [slow(batch["image"]) for batch in _pipeline().epoch()]
+    for got, want in zip(pending, expected, strict=True):
+        np.testing.assert_allclose(np.asarray(got), _slow(want, np), rtol=1e-4, atol=1e-4)
