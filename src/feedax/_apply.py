@@ -262,7 +262,7 @@ class BoundOperators:
         self.layout = _Layout(self.graphdef, jax.tree.structure(self.state))
         self._donatable: frozenset[str] | None = None if donate else frozenset()
         self._layouts: dict[int, _Layout] = {}
-        self._recycle = recycle
+        self._recycle = recycle and donate  # it reuses the output shapes donation traces
         self._recyclers: dict[int, Recycler | None] = {}
 
     def __call__(

@@ -86,10 +86,12 @@ class DeviceStep:
         # Re-labelled outputs share their buffers with the arrays handed over, which the
         # recycler would not see referred to: it only runs without.
         self.relabel = sharding if sharding is not device_sharding else None
-        recycle = self.relabel is None
         # Without operators (packed token rows, say) there is nothing to run per batch.
-        bound = BoundOperators(operators, donate=True, recycle=recycle)
-        self.call = bound if len(operators) or gather else None
+        self.call = (
+            BoundOperators(operators, donate=True, recycle=self.relabel is None)
+            if len(operators) or gather
+            else None
+        )
         self.gather = gather
         self.gathered = None
         if gather is not None:

@@ -76,11 +76,10 @@ class Recycler:
 
     def _free(self, i: int, aval: Any) -> jax.Array:
         held = self._held[i]
-        baseline = _references([object()], 0)
         for j in range(len(held)):
             if held[j].is_deleted():
                 continue
-            if _references(held, j) == baseline:
+            if _references(held, j) == _ALONE:
                 return held.pop(j)
         held[:] = [h for h in held if not h.is_deleted()]
         return jnp.zeros(aval.shape, aval.dtype, device=self.device)
@@ -89,3 +88,7 @@ class Recycler:
 def _references(items: list[Any], j: int) -> int:
     """The reference count of ``items[j]``; measured the same way for every item."""
     return sys.getrefcount(items[j])
+
+
+_ALONE = _references([object()], 0)
+"""The count of an item only its list refers to, measured by the same function."""

@@ -101,12 +101,6 @@ def take_pixels(x: jax.Array, rows: jax.Array, cols: jax.Array) -> jax.Array:
     return flat.reshape(rows.shape[0], cols.shape[0], *x.shape[2:])
 
 
-def indices(n: int, flip: Any = None) -> jax.Array:
-    """``0, 1, ..., n - 1``, reversed where ``flip`` (traced) is set."""
-    ascending = jnp.arange(n)
-    return ascending if flip is None else jnp.where(flip, n - 1 - ascending, ascending)
-
-
 def padded_crop(
     x: jax.Array,
     padding: tuple[int, int, int, int],

@@ -124,13 +124,11 @@ def resample(
 ) -> jax.Array:
     """Resamples the box ``(top, left, height, width)`` (inside the image) of HWC ``x``.
 
-    ``mirror``: traced flags; where set, the output's rows (or columns) come in reverse
-    order, which is the same tables read backwards.
-
     To ``size``; float32 (float64 for float64 input). The columns are resampled first
     (as PIL does) unless the rows first would take less than half the multiply-adds: a
     last pass along the columns leaves XLA's output transposed in memory, and the copy
-    back costs as much as a pass.
+    back costs as much as a pass. ``mirror``: traced (rows, cols) flags; where set, that
+    axis of the output comes in reverse order (its tables computed at reversed positions).
     """
     top, left, height, width = box
     h_in, w_in = x.shape[0], x.shape[1]
@@ -146,7 +144,7 @@ def resample(
     return _pass(_pass(x, 1, *cols), 0, *rows)
 
 
-def positions(n: int, flip: Any = None) -> jax.Array:
-    """``0, 1, ..., n - 1`` as float32, reversed where ``flip`` (traced) is set."""
-    ascending = jnp.arange(n, dtype=jnp.float32)
+def positions(n: int, flip: Any = None, dtype: Any = jnp.float32) -> jax.Array:
+    """``0, 1, ..., n - 1`` (of ``dtype``), reversed where ``flip`` (traced) is set."""
+    ascending = jnp.arange(n, dtype=dtype)
     return ascending if flip is None else jnp.where(flip, n - 1 - ascending, ascending)

@@ -12,6 +12,7 @@ from flax import nnx
 from feedax._context import RecordContext
 from feedax._operator import Mirror, RandomOperator, SpatialOperator
 from feedax._ops import _geometry_fn as G
+from feedax._ops import _resample as R
 from feedax._ops._common import (
     check_choice,
     check_fields,
@@ -69,13 +70,13 @@ class RandomFlip(SpatialOperator, RandomOperator):
         """Flips ``x`` if ``params`` is True."""
         horizontal = self.direction == "horizontal"
         axis = 1 if horizontal else 0
-        positions = G.indices(x.shape[axis], params)
+        positions = R.positions(x.shape[axis], params, jnp.int32)
         if x.shape[0] * x.shape[1] < _PIXEL_GATHER:
             return jnp.take(x, positions, axis=axis)
         # Large images: one gather of whole pixels (see G.take_pixels). Never a select
         # between the image and its mirror, which makes XLA compute the operator before
         # it twice.
-        other = G.indices(x.shape[1 - axis])
+        other = jnp.arange(x.shape[1 - axis])
         rows, cols = (other, positions) if horizontal else (positions, other)
         return G.take_pixels(x, rows, cols)
 
